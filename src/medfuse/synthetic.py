@@ -1,0 +1,892 @@
+"""Seeded synthetic volumes for tests, examples and benchmarks.
+
+Two things live here:
+
+* :func:`phantom` — an abdominal-CT-like label map (11 organ labels numbered as in the users' competition:
+  1 left kidney, 2 spleen, 3 liver, 4 pancreas, 5 aorta, 6 bladder, 7 stomach, 8 gallbladder, 9 inferior
+  vena cava, 10 esophagus, 11 right kidney) inside a body ellipse, with a CT-like image, anisotropic
+  spacing, an optional non-identity direction and a non-trivial crop box (the nonzero box of the image, as
+  nnU-Net's crop to nonzero finds it).
+* :func:`simulate_probabilities`, :func:`simulate_labels`, :func:`simulate_members` — simulated model
+  outputs for any reference label map (a phantom or a real one), soft (class probabilities summing to 1)
+  or hard (labels), with controllable quality: smooth boundary noise, systematic dilation / erosion in mm,
+  missed structures, false-positive blobs and per-class confidence.
+
+Everything is deterministic given ``seed`` (``numpy.random.SeedSequence``); each class draws from its own
+stream, so simulating one class does not change another's noise.
+
+How the simulation works
+------------------------
+For each foreground class ``c`` the signed distance ``d`` (mm, positive inside) to the reference mask is
+computed with ``scipy.ndimage.distance_transform_edt`` inside the class's bounding box plus a margin, then
+``d + dilation[c] + boundary_noise * field`` (``field``: a smooth unit-variance random field, cubic B-spline
+interpolation of white noise on a coarse grid) is turned into a logit ``slope * class_strength[c] * (...)``
+clipped to ``[-10, 10]``; background has logit 0. The softmax of those logits are the probabilities, so a
+voxel belongs to class ``c`` in the argmax exactly where the shifted, noisy distance is positive and
+larger (in logit) than every other class's. Far from a class's region its probability is exactly 0.
+Classes are processed one at a time: the extra memory is the output plus a few arrays of one class's box.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union, cast
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from ._validation import as_int, as_label_map, as_spacing, describe
+from .errors import ValidationError
+from .geometry import Geometry
+
+__all__ = [
+    "ORGAN_NAMES",
+    "Phantom",
+    "phantom",
+    "simulate_labels",
+    "simulate_members",
+    "simulate_probabilities",
+]
+
+#: Names of the 11 default labels, index ``i`` is label ``i + 1`` (the competition's numbering).
+ORGAN_NAMES: tuple[str, ...] = (
+    "kidney_left", "spleen", "liver", "pancreas", "aorta", "bladder", "stomach", "gallbladder",
+    "inferior_vena_cava", "esophagus", "kidney_right",
+)
+
+PerClass = Union[float, Sequence[float], Mapping[int, float], NDArray[Any]]  # noqa: UP007 (runtime alias, py3.10)
+
+# ------------------------------------------------------------------------------------------------------
+# smooth random fields
+# ------------------------------------------------------------------------------------------------------
+
+
+def _cubic_bspline(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    a = np.abs(t)
+    out = np.where(a < 1.0, 2.0 / 3.0 - a**2 + 0.5 * a**3, 0.0)
+    return np.where((a >= 1.0) & (a < 2.0), (2.0 - a) ** 3 / 6.0, out)
+
+
+def _spline_weights(n: int, step: float) -> NDArray[np.float32]:
+    """(n, m) cubic B-spline weights from m coarse nodes (``step`` voxels apart) to n voxels, rows unit-norm.
+
+    Dividing each row by its norm makes the interpolated field unit-variance at every voxel when the nodes
+    are independent standard normals.
+    """
+    m = math.ceil(max(n - 1, 0) / step) + 4
+    t = np.arange(n, dtype=np.float64)[:, None] / step - (np.arange(m, dtype=np.float64)[None, :] - 1.0)
+    w = _cubic_bspline(t)
+    w /= np.sqrt((w**2).sum(axis=1, keepdims=True))
+    return w.astype(np.float32)
+
+
+def _smooth_field(
+    rng: np.random.Generator, shape: Sequence[int], region: Sequence[slice], step_vox: Sequence[float]
+) -> NDArray[np.float32]:
+    """Unit-variance smooth random field of a volume of ``shape``, evaluated only on ``region``.
+
+    The coarse node values depend on ``shape`` and ``rng`` only, so the field at a voxel does not depend on
+    the region asked for.
+    """
+    weights = [_spline_weights(n, max(float(s), 1.0)) for n, s in zip(shape, step_vox, strict=True)]
+    nodes = rng.standard_normal(tuple(w.shape[1] for w in weights), dtype=np.float32)
+    out: NDArray[np.float32] = nodes
+    # contract the smallest expansions first: axes in order of growth ratio
+    for w, sl in zip(weights, region, strict=True):
+        out = np.tensordot(out, w[sl], axes=([0], [1]))  # (m_a, rest) -> (rest, r_a)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------------------
+# phantom
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Organ:
+    label: int
+    kind: str  # "ellipsoid" | "tube"
+    center: tuple[float, float, float]  # (u, v, w) body coordinates: x right->left, y ant->post, z inf->sup
+    semi_mm: tuple[float, float, float]  # (x, y, z) semi-axes at the reference body size; z unused for tubes
+    hu: float
+    tilt_deg: float = 0.0  # rotation in the x-z plane (ellipsoids)
+    z_range: tuple[float, float] = (-1.0, 1.0)  # tubes: extent in w
+    drift: tuple[float, float] = (0.0, 0.0)  # tubes: center shift in (u, v) per unit w
+
+
+#: Reference body semi-axes (x, y, z) in mm that the organ sizes are given for.
+_BODY_MM = (165.0, 115.0, 180.0)
+
+_ORGANS: tuple[_Organ, ...] = (
+    _Organ(3, "ellipsoid", (-0.42, -0.05, 0.50), (80, 70, 75), 110.0),
+    _Organ(7, "ellipsoid", (0.35, -0.20, 0.62), (55, 40, 50), 30.0, tilt_deg=15.0),
+    _Organ(2, "ellipsoid", (0.62, 0.30, 0.55), (30, 45, 45), 120.0, tilt_deg=-10.0),
+    _Organ(1, "ellipsoid", (0.40, 0.50, 0.15), (28, 25, 55), 180.0, tilt_deg=8.0),
+    _Organ(11, "ellipsoid", (-0.40, 0.50, 0.05), (28, 25, 55), 180.0, tilt_deg=-8.0),
+    _Organ(4, "ellipsoid", (0.05, 0.05, 0.30), (65, 14, 16), 100.0, tilt_deg=-20.0),
+    _Organ(6, "ellipsoid", (0.00, -0.25, -0.78), (45, 35, 35), 5.0),
+    _Organ(8, "ellipsoid", (-0.30, -0.40, 0.30), (15, 15, 30), 10.0, tilt_deg=10.0),
+    _Organ(9, "tube", (-0.13, 0.28, 0.0), (13, 9, 0), 140.0, z_range=(-0.50, 0.75), drift=(0.02, 0.0)),
+    _Organ(5, "tube", (0.08, 0.33, 0.0), (11, 11, 0), 170.0, z_range=(-0.45, 1.0), drift=(-0.03, 0.02)),
+    _Organ(10, "tube", (0.02, 0.12, 0.0), (8, 6, 0), 45.0, z_range=(0.72, 1.0), drift=(0.02, 0.0)),
+)
+
+_HU_AIR, _HU_FAT, _HU_TISSUE, _HU_BONE, _HU_EXTRA = -1000.0, -100.0, 40.0, 400.0, 70.0
+_NOISE_HU = 12.0
+
+
+@dataclass(frozen=True, eq=False)
+class Phantom:
+    """A synthetic abdominal CT case: labels, image, geometry and crop box.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (Z, Y, X), uint8
+        Organ labels 1..``num_labels`` (0 = background); each organ is one 6-connected component.
+    image : ndarray of shape (Z, Y, X), float32
+        CT-like intensities in HU: 0 outside ``crop_bbox`` (scanner padding), air (-1000) around the body,
+        fat, soft tissue, a spine (400 HU, unlabelled) and per-organ means, plus Gaussian noise.
+    geometry : Geometry
+        Shape, spacing, origin and direction of the volume.
+    crop_bbox : tuple of (int, int)
+        Half-open ``((z0, z1), (y0, y1), (x0, x1))``: the nonzero box of ``image`` (what nnU-Net's crop to
+        nonzero finds); every label lies inside it.
+    label_names : tuple of str
+        Name of label ``i + 1`` at index ``i``.
+    seed : int
+        The seed that made this phantom.
+    """
+
+    labels: NDArray[np.uint8] = field(repr=False)
+    image: NDArray[np.float32] = field(repr=False)
+    geometry: Geometry
+    crop_bbox: tuple[tuple[int, int], ...]
+    label_names: tuple[str, ...]
+    seed: int
+
+    @property
+    def num_labels(self) -> int:
+        """Number of foreground labels."""
+        return len(self.label_names)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including background (``num_labels + 1``)."""
+        return len(self.label_names) + 1
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Voxel size in mm, array order ``(z, y, x)``."""
+        return self.geometry.spacing
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.geometry.shape
+
+
+def _as_margins(crop_margin: Any, shape: tuple[int, ...], rng: np.random.Generator) -> list[list[int]]:
+    if crop_margin is None:
+        return [[int(rng.integers(1, max(2, s // 8) + 1)) for _ in range(2)] for s in shape]
+    arr = np.asarray(crop_margin)
+    if arr.dtype.kind not in "iu" or arr.ndim > 2 or (arr.ndim >= 1 and arr.shape[0] != 3) or (
+            arr.ndim == 2 and arr.shape[1] != 2):
+        raise ValidationError(
+            "`crop_margin` must be None, an int, 3 ints (one per axis) or 3 (before, after) pairs of "
+            f"non-negative ints; got {describe(crop_margin)}."
+        )
+    arr = np.broadcast_to(arr.reshape(arr.shape + (1,) * (2 - arr.ndim)) if arr.ndim else arr, (3, 2))
+    if np.any(arr < 0):
+        raise ValidationError(f"`crop_margin` must be non-negative; got {arr.tolist()}.")
+    return [[int(v) for v in row] for row in arr]
+
+
+def _as_direction(direction: Sequence[float] | None) -> tuple[float, ...]:
+    if direction is None:
+        return (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    try:
+        d = np.asarray(direction, dtype=np.float64)
+    except (TypeError, ValueError):
+        d = np.zeros(0)
+    if d.shape != (9,) or not np.array_equal(np.abs(d.reshape(3, 3)), np.eye(3)):
+        raise ValidationError(
+            "`direction` must be a diagonal 9-tuple of +-1 (axis flips, e.g. (1, 0, 0, 0, -1, 0, 0, 0, 1) as "
+            f"in the competition's images) or None for identity; got {direction!r}."
+        )
+    return tuple(float(v) for v in d)
+
+
+def phantom(
+    shape: Sequence[int] = (64, 128, 128),
+    *,
+    num_labels: int = 11,
+    spacing: Sequence[float] = (2.5, 0.8, 0.8),
+    seed: int = 0,
+    crop_margin: int | Sequence[int] | Sequence[Sequence[int]] | None = None,
+    direction: Sequence[float] | None = None,
+) -> Phantom:
+    """A seeded abdominal-CT-like phantom with organ labels, a CT-like image and a crop box.
+
+    Organs are deformed ellipsoids (liver, spleen, kidneys, pancreas, stomach, gallbladder, bladder) and
+    tubes along z (aorta, inferior vena cava, esophagus) placed anatomically inside a body ellipse, with
+    realistic relative sizes (liver largest, gallbladder and esophagus smallest). Their size scales with the
+    body, which fills the crop box; ``seed`` jitters positions, sizes and shapes.
+
+    Parameters
+    ----------
+    shape : sequence of 3 int
+        ``(Z, Y, X)``; each axis at least 8.
+    num_labels : int
+        Number of foreground labels, 1 to 255. Up to 11 are the organs (labels ``1..num_labels`` of
+        :data:`ORGAN_NAMES`); more adds small ellipsoids ``structure_12`` ... in free space inside the body.
+    spacing : sequence of 3 float
+        Voxel size in mm, ``(z, y, x)``.
+    seed : int
+        Seed of ``numpy.random.default_rng``; the same seed gives the same phantom.
+    crop_margin : int, sequence of 3 int, or 3 (before, after) pairs, optional
+        Voxels of zero padding (outside the scanned region) at each side of each axis. ``None`` draws
+        1 to ``shape // 8`` voxels per side from ``seed`` (asymmetric, like a real scan).
+    direction : sequence of 9 float, optional
+        ITK direction cosines; only axis flips (diagonal +-1) are accepted, e.g. the competition's
+        ``(1, 0, 0, 0, -1, 0, 0, 0, 1)``. The anatomy stays anatomically oriented in physical space (a
+        flipped y axis puts the spine at low y indices). Identity when omitted.
+
+    Returns
+    -------
+    Phantom
+        ``labels`` uint8, ``image`` float32, ``geometry``, ``crop_bbox`` and ``label_names``.
+    """
+    shp = tuple(int(s) for s in np.asarray(shape).ravel()) if np.ndim(shape) else ()
+    if len(shp) != 3 or any(s < 8 for s in shp):
+        raise ValidationError(f"`shape` must be 3 sizes (Z, Y, X), each at least 8; got {shape!r}.")
+    n_labels = as_int(num_labels, name="num_labels", minimum=1)
+    if n_labels > 255:
+        raise ValidationError(f"`num_labels` must be at most 255 (uint8 labels); got {n_labels}.")
+    sp = as_spacing(spacing, ndim=3, name="spacing")
+    seed_ = as_int(seed, name="seed", minimum=0)
+    rng = np.random.default_rng(seed_)
+    margins = _as_margins(crop_margin, shp, rng)
+    dirs = _as_direction(direction)
+    flips = [dirs[8] < 0, dirs[4] < 0, dirs[0] < 0]  # array axes z, y, x
+    # build in the canonical orientation (x to patient left, y posterior, z superior); flip at the end
+    canon_margins = [m[::-1] if f else m for m, f in zip(margins, flips, strict=True)]
+    box = tuple((m[0], s - m[1]) for m, s in zip(canon_margins, shp, strict=True))
+    if any(hi - lo < 4 for lo, hi in box):
+        raise ValidationError(
+            f"`crop_margin` {margins} leaves less than 4 voxels along some axis of shape {shp}; "
+            "use smaller margins."
+        )
+    labels, image = _draw_phantom(shp, box, sp, n_labels, rng)
+    for axis, flip in enumerate(flips):
+        if flip:
+            labels, image = np.flip(labels, axis), np.flip(image, axis)
+            box = tuple((s - hi, s - lo) if a == axis else (lo, hi)
+                        for a, ((lo, hi), s) in enumerate(zip(box, shp, strict=True)))
+    extent = np.array([(s - 1) * v for s, v in zip(shp[::-1], sp[::-1], strict=True)])  # x, y, z
+    origin = -(np.asarray(dirs).reshape(3, 3) @ extent) / 2.0
+    geometry = Geometry(shp, sp, tuple(float(v) for v in origin), dirs)
+    names = ORGAN_NAMES[:n_labels] + tuple(f"structure_{i}" for i in range(len(ORGAN_NAMES) + 1, n_labels + 1))
+    return Phantom(
+        labels=np.ascontiguousarray(labels), image=np.ascontiguousarray(image), geometry=geometry,
+        crop_bbox=box, label_names=names, seed=seed_,
+    )
+
+
+def _draw_phantom(
+    shape: tuple[int, ...], box: tuple[tuple[int, int], ...], spacing: tuple[float, ...], num_labels: int,
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
+    from scipy import ndimage
+
+    sz, sy, sx = spacing
+    (z0, z1), (y0, y1), (x0, x1) = box
+    # body frame in mm (array-index * spacing coordinates)
+    cx, cy, cz = (x0 + x1 - 1) / 2 * sx, (y0 + y1 - 1) / 2 * sy, (z0 + z1 - 1) / 2 * sz
+    half_x, half_y, half_z = (x1 - x0) / 2 * sx, (y1 - y0) / 2 * sy, (z1 - z0) / 2 * sz
+    body_u, body_v, body_w = 0.92 * half_x, 0.80 * half_y, half_z
+    scale = np.array([body_u / _BODY_MM[0], body_v / _BODY_MM[1], body_w / _BODY_MM[2]])
+
+    labels = np.zeros(shape, dtype=np.uint8)
+    (np.arange(z0, z1) * sz)[:, None, None]
+    yy = (np.arange(y0, y1) * sy)[None, :, None]
+    xx = (np.arange(x0, x1) * sx)[None, None, :]
+    rho_body = np.sqrt(((xx - cx) / body_u) ** 2 + ((yy - cy) / body_v) ** 2)  # (1, Y, X)
+    body = np.broadcast_to(rho_body < 1.0, (z1 - z0, y1 - y0, x1 - x0))
+
+    def to_mm(u: float, v: float, w: float) -> NDArray[np.float64]:
+        return np.array([cx + u * body_u, cy + v * body_v, cz + w * body_w])
+
+    hu = np.full(256, _HU_EXTRA, dtype=np.float32)
+    hu[0] = _HU_TISSUE
+    centers: dict[int, NDArray[np.float64]] = {}  # label -> (x, y, z) mm, to re-seed a vanished label
+    for organ in _ORGANS:
+        if organ.label > num_labels:
+            continue
+        jitter = rng.normal(0.0, 0.03, size=3)
+        size = np.asarray(organ.semi_mm, dtype=np.float64) * scale * rng.uniform(0.9, 1.1)
+        center = to_mm(*(np.asarray(organ.center) + jitter))
+        hu[organ.label] = organ.hu
+        if organ.kind == "tube":
+            w_lo, w_hi = sorted(organ.z_range)
+            zr = (cz + w_lo * body_w, cz + w_hi * body_w)
+            centers[organ.label] = np.array([center[0], center[1], (zr[0] + zr[1]) / 2])
+            _paint_tube(labels, organ.label, center, size[:2], zr,
+                        np.asarray(organ.drift) * [body_u, body_v], body_w, cz, spacing, rng)
+        else:
+            centers[organ.label] = center
+            _paint_ellipsoid(labels, organ.label, center, size, math.radians(organ.tilt_deg), spacing, rng)
+    for lab in range(len(ORGAN_NAMES) + 1, num_labels + 1):
+        centers[lab] = _paint_extra(labels, lab, box, scale, (cx, cy, cz), (body_u, body_v, body_w),
+                                    spacing, rng)
+    inner = labels[z0:z1, y0:y1, x0:x1].copy()  # organs end at the scanned region and at the body
+    labels[...] = 0
+    labels[z0:z1, y0:y1, x0:x1] = inner
+    inner = labels[z0:z1, y0:y1, x0:x1]
+    inner[~body] = 0
+    # every organ one 6-connected component (overlaps may have cut off bits), and present
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        mask = labels[sl] == lab
+        comp, n = ndimage.label(mask)
+        if n > 1:
+            sizes = np.bincount(comp.ravel())[1:]
+            labels[sl][mask & (comp != int(np.argmax(sizes)) + 1)] = 0
+    # a label that vanished (tiny volume, overlaps) gets the free body voxel nearest to its center
+    present = np.zeros(256, dtype=bool)
+    present[np.unique(labels)] = True
+    for lab in range(1, num_labels + 1):
+        if present[lab]:
+            continue
+        free = np.argwhere((inner == 0) & body)
+        if free.size == 0:
+            break
+        target = centers[lab][::-1] / spacing - [z0, y0, x0]
+        pick = free[int(np.argmin(((free - target) ** 2).sum(axis=1)))]
+        inner[tuple(pick)] = lab
+
+    image = np.zeros(shape, dtype=np.float32)
+    img = image[z0:z1, y0:y1, x0:x1]
+    img[...] = _HU_AIR
+    img[body] = _HU_TISSUE
+    img[np.broadcast_to((rho_body > 0.9) & (rho_body < 1.0), img.shape)] = _HU_FAT
+    spine = np.sqrt(((xx - cx) / (22 * scale[0])) ** 2 + ((yy - (cy + 0.72 * body_v)) / (22 * scale[1])) ** 2)
+    img[np.broadcast_to(spine < 1.0, img.shape) & (inner == 0)] = _HU_BONE
+    fg = inner > 0
+    img[fg] = hu[inner[fg]]
+    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(_NOISE_HU)
+    np.round(img, out=img)
+    img[img == 0] = 1.0  # the scanned region is nonzero everywhere, as on a real scan with padding
+    return labels, image
+
+
+def _bbox(lo_mm: NDArray[np.float64], hi_mm: NDArray[np.float64], spacing: tuple[float, ...],
+          shape: tuple[int, ...]) -> tuple[slice, ...] | None:
+    """Voxel slices (z, y, x) covering the (x, y, z) mm box, clipped to the volume; None if empty."""
+    lo = np.floor(lo_mm[::-1] / spacing).astype(int)
+    hi = np.ceil(hi_mm[::-1] / spacing).astype(int) + 1
+    lo, hi = np.maximum(lo, 0), np.minimum(hi, shape)
+    if np.any(hi <= lo):
+        return None
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def _grid(sl: tuple[slice, ...], spacing: tuple[float, ...]) -> tuple[NDArray[np.float64], ...]:
+    """Open (z, y, x) mm coordinate grids of a region."""
+    return tuple(np.arange(s.start, s.stop, dtype=np.float64).reshape(
+        [-1 if a == i else 1 for a in range(3)]) * spacing[i] for i, s in enumerate(sl))
+
+
+def _paint_ellipsoid(labels: NDArray[np.uint8], label: int, center: NDArray[np.float64],
+                     semi: NDArray[np.float64], tilt: float, spacing: tuple[float, ...],
+                     rng: np.random.Generator) -> None:
+    reach = float(semi.max()) * 1.25
+    sl = _bbox(center - reach, center + reach, spacing, labels.shape)
+    field_rng = np.random.default_rng(rng.integers(2**63))
+    if sl is None:
+        return
+    z, y, x = _grid(sl, spacing)
+    dx, dy, dz = x - center[0], y - center[1], z - center[2]
+    c, s = math.cos(tilt), math.sin(tilt)
+    rx, rz = c * dx + s * dz, -s * dx + c * dz
+    rho = np.sqrt((rx / semi[0]) ** 2 + (dy / semi[1]) ** 2 + (rz / semi[2]) ** 2)
+    step = [max(0.6 * float(semi.min()) / v, 2.0) for v in spacing]
+    rho -= 0.10 * _smooth_field(field_rng, labels.shape, sl, step)
+    labels[sl][rho < 1.0] = label
+
+
+def _paint_tube(labels: NDArray[np.uint8], label: int, center: NDArray[np.float64], radius: NDArray[np.float64],
+                z_range: tuple[float, float], drift: NDArray[np.float64], body_w: float, cz: float,
+                spacing: tuple[float, ...], rng: np.random.Generator) -> None:
+    reach = float(radius.max()) * 1.3 + float(np.abs(drift).max())
+    lo = np.array([center[0] - reach, center[1] - reach, z_range[0]])
+    hi = np.array([center[0] + reach, center[1] + reach, z_range[1]])
+    sl = _bbox(lo, hi, spacing, labels.shape)
+    field_rng = np.random.default_rng(rng.integers(2**63))
+    if sl is None:
+        return
+    z, y, x = _grid(sl, spacing)
+    w = (z - cz) / body_w
+    ccx, ccy = center[0] + drift[0] * w, center[1] + drift[1] * w
+    rho = np.sqrt(((x - ccx) / radius[0]) ** 2 + ((y - ccy) / radius[1]) ** 2)
+    step = [max(2.0 * float(radius.min()) / v, 2.0) for v in spacing]
+    rho = rho - 0.08 * _smooth_field(field_rng, labels.shape, sl, step)
+    inside = (rho < 1.0) & (z >= z_range[0]) & (z <= z_range[1])
+    labels[sl][inside] = label
+
+
+def _paint_extra(labels: NDArray[np.uint8], label: int, box: tuple[tuple[int, int], ...],
+                 scale: NDArray[np.float64], center: tuple[float, float, float],
+                 body_semi: tuple[float, float, float], spacing: tuple[float, ...],
+                 rng: np.random.Generator) -> NDArray[np.float64]:
+    semi = rng.uniform(6.0, 14.0, size=3) * scale
+    for _ in range(100):  # a free spot inside the body (the last draw is kept if none is free)
+        r, phi = 0.75 * math.sqrt(rng.uniform()), rng.uniform(0, 2 * math.pi)
+        u, v, w = r * math.cos(phi), r * math.sin(phi), rng.uniform(-0.8, 0.8)
+        c = np.array([center[0] + u * body_semi[0], center[1] + v * body_semi[1], center[2] + w * body_semi[2]])
+        idx = tuple(int(np.clip(round(c[::-1][a] / spacing[a]), box[a][0], box[a][1] - 1)) for a in range(3))
+        if labels[idx] == 0:
+            break
+    _paint_ellipsoid(labels, label, c, semi, float(rng.uniform(-0.5, 0.5)), spacing, rng)
+    return c
+
+
+# ------------------------------------------------------------------------------------------------------
+# simulated model outputs
+# ------------------------------------------------------------------------------------------------------
+
+#: Logits are clipped to [-_LOGIT_CLIP, _LOGIT_CLIP]; exp(10) = 22026 still fits float16.
+_LOGIT_CLIP = 10.0
+
+
+@dataclass(frozen=True)
+class _Knobs:
+    num_classes: int
+    spacing: tuple[float, ...]
+    noise_mm: NDArray[np.float64]  # (C,)
+    dilation_mm: NDArray[np.float64]  # (C,)
+    slope: NDArray[np.float64]  # (C,) logit per mm
+    missed: frozenset[int]
+    blobs: int
+    correlation_mm: float
+
+
+def _per_class(value: PerClass | None, *, name: str, num_classes: int, default: NDArray[np.float64],
+               minimum: float | None = None, exclusive: bool = False) -> NDArray[np.float64]:
+    out: NDArray[np.float64] = np.array(default, dtype=np.float64)
+    if value is None:
+        return out
+    if isinstance(value, Mapping):
+        for key, v in value.items():
+            k = as_int(key, name=f"{name} key")
+            if not 1 <= k < num_classes:
+                raise ValidationError(
+                    f"`{name}` keys must be foreground labels 1..{num_classes - 1}; got {k}."
+                )
+            out[k] = float(v)
+    else:
+        arr = np.asarray(value, dtype=np.float64) if not isinstance(value, str) else np.zeros(0)
+        if arr.ndim == 0:
+            out[1:] = float(arr)
+        elif arr.shape == (num_classes,):
+            out[1:] = arr[1:]
+        else:
+            raise ValidationError(
+                f"`{name}` must be a number, a mapping {{label: value}} or one value per class "
+                f"({num_classes}, entry 0 ignored); got {describe(value)}."
+            )
+    if not np.all(np.isfinite(out)):
+        raise ValidationError(f"`{name}` must be finite; got {out[1:].tolist()}.")
+    if minimum is not None and (np.any(out[1:] <= minimum) if exclusive else np.any(out[1:] < minimum)):
+        op = ">" if exclusive else ">="
+        raise ValidationError(f"`{name}` must be {op} {minimum}; got {out[1:].tolist()}.")
+    return out
+
+
+def _knobs(
+    reference: NDArray[Any], *, num_classes: int | None, quality: float, boundary_noise: PerClass | None,
+    dilation: PerClass | None, missed_labels: Sequence[int], false_positive_blobs: int,
+    class_strength: PerClass | None, spacing: Sequence[float] | float | None, rng: np.random.Generator,
+) -> _Knobs:
+    q = float(quality) if isinstance(quality, (int, float, np.floating, np.integer)) else float("nan")
+    if not 0.0 < q <= 1.0 or isinstance(quality, bool):
+        raise ValidationError(f"`quality` must be a number in (0, 1]; got {quality!r}.")
+    top = int(reference.max()) if reference.size else 0
+    k = top + 1 if num_classes is None else as_int(num_classes, name="num_classes", minimum=2)
+    k = max(k, 2)
+    if top >= k:
+        raise ValidationError(
+            f"`reference` holds label {top} but `num_classes` is {k}; pass num_classes >= {top + 1}."
+        )
+    if reference.size and reference.min() < 0:
+        raise ValidationError(f"`reference` labels must be non-negative; got {int(reference.min())}.")
+    if k > 65536:
+        raise ValidationError(f"`num_classes` must be at most 65536; got {k}.")
+    sp = as_spacing(spacing, ndim=reference.ndim, name="spacing")
+    zeros = np.zeros(k)
+    noise = _per_class(boundary_noise, name="boundary_noise", num_classes=k,
+                       default=zeros + 8.0 * (1.0 - q), minimum=0.0)
+    # quality also draws a random systematic over/under-segmentation per class
+    random_dil = rng.normal(0.0, 3.0 * (1.0 - q), size=k)
+    dil = _per_class(dilation, name="dilation", num_classes=k, default=random_dil)
+    strength = _per_class(class_strength, name="class_strength", num_classes=k, default=zeros + 1.0,
+                          minimum=0.0, exclusive=True)
+    slope = (0.5 + 1.5 * q) * strength
+    try:
+        missed = frozenset(operator.index(m) for m in missed_labels)
+    except TypeError:
+        raise ValidationError(
+            f"`missed_labels` must be a sequence of labels; got {describe(missed_labels)}."
+        ) from None
+    bad = sorted(m for m in missed if not 1 <= m < k)
+    if bad:
+        raise ValidationError(f"`missed_labels` must be foreground labels 1..{k - 1}; got {bad}.")
+    blobs = as_int(false_positive_blobs, name="false_positive_blobs", minimum=0)
+    return _Knobs(k, sp, noise, dil, slope, missed, blobs, correlation_mm=max(12.0, 3.0 * max(sp)))
+
+
+def _as_reference(reference: Any, spacing: Sequence[float] | float | None
+                  ) -> tuple[NDArray[Any], Sequence[float] | float | None, int | None]:
+    if isinstance(reference, Phantom):
+        return reference.labels, (reference.spacing if spacing is None else spacing), reference.num_classes
+    ref = as_label_map(reference, name="reference")
+    if ref.ndim not in (2, 3):
+        raise ValidationError(f"`reference` must be a 2D or 3D label map; got {describe(ref)}.")
+    return ref, spacing, None
+
+
+def _class_blocks(ref: NDArray[Any], knobs: _Knobs, seed: np.random.SeedSequence
+                  ) -> Iterator[tuple[int, tuple[slice, ...], NDArray[np.float32]]]:
+    """Yield ``(class, region, exp(logit))`` blocks, one class at a time; a class may yield several blocks
+    (its organ and its false-positive blobs) which combine by maximum."""
+    from scipy import ndimage
+
+    k = knobs.num_classes
+    boxes = ndimage.find_objects(ref, max_label=k - 1) if ref.size else [None] * (k - 1)
+    blob_centers = _place_blobs(ref, knobs, boxes, _child(seed, 1))
+    sp = np.asarray(knobs.spacing)
+    for c in range(1, k):
+        if c in knobs.missed:
+            continue
+        rng = _child(seed, 2 + c)
+        slope = knobs.slope[c]
+        box = boxes[c - 1]
+        if box is not None:
+            reach_mm = _LOGIT_CLIP / slope + max(knobs.dilation_mm[c], 0.0) + 4.0 * knobs.noise_mm[c]
+            pad = np.ceil(reach_mm / sp).astype(int) + 1
+            region = tuple(slice(max(s.start - p, 0), min(s.stop + p, n))
+                           for s, p, n in zip(box, pad, ref.shape, strict=True))
+            mask = ref[region] == c
+            d = ndimage.distance_transform_edt(mask, sampling=knobs.spacing).astype(np.float32)
+            if (~mask).any():
+                d -= ndimage.distance_transform_edt(~mask, sampling=knobs.spacing).astype(np.float32)
+            else:
+                d += np.float32(_LOGIT_CLIP / slope)
+            del mask
+            d += np.float32(knobs.dilation_mm[c])
+            if knobs.noise_mm[c] > 0:
+                step = [knobs.correlation_mm / v for v in knobs.spacing]
+                d += np.float32(knobs.noise_mm[c]) * _smooth_field(rng, ref.shape, region, step)
+            yield c, region, _exp_logit(d, slope)
+        for center, radius in blob_centers.get(c, ()):
+            pad = np.ceil((radius + _LOGIT_CLIP / slope) / sp).astype(int) + 1
+            region = tuple(slice(max(int(p) - q, 0), min(int(p) + q + 1, n))
+                           for p, q, n in zip(center, pad, ref.shape, strict=True))
+            grids = [(np.arange(s.start, s.stop) - p).reshape([-1 if a == i else 1 for a in range(ref.ndim)])
+                     * v for i, (s, p, v) in enumerate(zip(region, center, knobs.spacing, strict=True))]
+            dist = np.sqrt(sum(g.astype(np.float32) ** 2 for g in grids))
+            yield c, region, _exp_logit(np.float32(radius) - dist, slope)
+
+
+def _exp_logit(d: NDArray[np.float32], slope: float) -> NDArray[np.float32]:
+    """exp(clip(slope * d)), exactly 0 where the logit reaches the lower clip."""
+    d *= np.float32(slope)
+    np.clip(d, -_LOGIT_CLIP, _LOGIT_CLIP, out=d)
+    far = d <= -_LOGIT_CLIP
+    np.exp(d, out=d)
+    d[far] = 0.0
+    return d
+
+
+def _place_blobs(ref: NDArray[Any], knobs: _Knobs, boxes: Sequence[tuple[slice, ...] | None],
+                 rng: np.random.Generator) -> dict[int, list[tuple[NDArray[np.int64], float]]]:
+    """Centers (voxel index) and radii (mm) of false-positive blobs, away from their class's organ.
+
+    Placement works on a coarse grid (block max-pooling to at most ~48 cells per axis) so its cost does not
+    grow with the volume; a blob keeps ``radius + gap`` mm from its class's reference mask (and, when there
+    is room, from every labelled voxel), inside the labelled region's bounding box.
+    """
+    from scipy import ndimage
+
+    out: dict[int, list[tuple[NDArray[np.int64], float]]] = {}
+    eligible = [c for c in range(1, knobs.num_classes) if c not in knobs.missed and boxes[c - 1] is not None]
+    if knobs.blobs == 0:
+        return out
+    if not eligible:
+        raise ValidationError(
+            "`false_positive_blobs` needs a foreground class present in `reference` and not missed; "
+            "there is none."
+        )
+    factor = np.array([max(1, math.ceil(n / 48)) for n in ref.shape])
+    cshape = tuple(-(-n // f) for n, f in zip(ref.shape, factor, strict=True))
+    csp = np.asarray(knobs.spacing) * factor
+
+    def pooled(box: tuple[slice, ...], predicate: Callable[[NDArray[Any]], NDArray[np.bool_]]
+               ) -> NDArray[np.bool_]:
+        """Coarse grid, True where some voxel of the cell (inside ``box``) satisfies ``predicate``."""
+        grid = np.zeros(cshape, dtype=bool)
+        lo = [s.start // f for s, f in zip(box, factor, strict=True)]
+        hi = [-(-s.stop // f) for s, f in zip(box, factor, strict=True)]
+        aligned = tuple(slice(a * f, min(b * f, n)) for a, b, f, n in zip(lo, hi, factor, ref.shape, strict=True))
+        sub = predicate(ref[aligned])
+        sub = np.pad(sub, [(0, (b - a) * f - m) for a, b, f, m in zip(lo, hi, factor, sub.shape, strict=True)])
+        new_shape = [v for a, b, f in zip(lo, hi, factor, strict=True) for v in (b - a, f)]
+        grid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = sub.reshape(new_shape).any(
+            axis=tuple(range(1, 2 * ref.ndim, 2)))
+        return grid
+
+    fg_boxes = [b for b in boxes if b is not None]
+    fg_box = tuple(slice(min(b[a].start for b in fg_boxes), max(b[a].stop for b in fg_boxes))
+                   for a in range(ref.ndim))
+    any_fg = pooled(fg_box, lambda a: a > 0)
+    inside = np.zeros(cshape, dtype=bool)
+    inside[tuple(slice(s.start // f, -(-s.stop // f)) for s, f in zip(fg_box, factor, strict=True))] = True
+    dist_any = ndimage.distance_transform_edt(~any_fg, sampling=csp) if any_fg.any() else None
+    cell = float(np.sqrt((csp**2).sum()))
+    centers_mm = [(np.arange(n) * f + (f - 1) / 2.0) for n, f in zip(cshape, factor, strict=True)]
+    volumes = np.bincount(ref[fg_box].ravel(), minlength=knobs.num_classes)
+    for _ in range(knobs.blobs):
+        c = int(rng.choice(eligible))
+        box = cast(tuple[slice, ...], boxes[c - 1])
+        radius_eq = (volumes[c] * float(np.prod(knobs.spacing)) * 3 / (4 * math.pi)) ** (1 / 3)
+        radius = float(max(rng.uniform(0.15, 0.3) * radius_eq, 1.5 * max(knobs.spacing)))
+        gap = radius + 2.0 * max(knobs.spacing) + 4.0 * knobs.noise_mm[c] + max(knobs.dilation_mm[c], 0.0) + cell
+        mine = pooled(box, lambda a, c=c: a == c)  # type: ignore[misc]
+        dist_c = ndimage.distance_transform_edt(~mine, sampling=csp)
+        border = np.ones(cshape, dtype=bool)
+        for a, (cm, n) in enumerate(zip(centers_mm, ref.shape, strict=True)):
+            ok = (cm * knobs.spacing[a] >= radius) & ((n - 1 - cm) * knobs.spacing[a] >= radius)
+            border &= ok.reshape([-1 if i == a else 1 for i in range(ref.ndim)])
+        cand = (dist_c > gap) & inside & border
+        if dist_any is not None and (cand & (dist_any > radius + cell)).any():
+            cand &= dist_any > radius + cell
+        idx = np.flatnonzero(cand)
+        if idx.size == 0:
+            raise ValidationError(
+                f"`false_positive_blobs`: no room for a blob of class {c} at least {gap:.1f} mm away from its "
+                f"reference structure in a volume of shape {ref.shape}; use fewer blobs or a larger volume."
+            )
+        pick = np.unravel_index(int(rng.choice(idx)), cshape)
+        center = np.array([round(centers_mm[a][pick[a]]) for a in range(ref.ndim)], dtype=np.int64)
+        out.setdefault(c, []).append((center, radius))
+    return out
+
+
+def _child(ss: np.random.SeedSequence, i: int) -> np.random.Generator:
+    """Generator of the ``i``-th child stream of ``ss`` (stateless, unlike ``SeedSequence.spawn``)."""
+    return np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i)))
+
+
+def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    return np.random.SeedSequence(as_int(seed, name="seed", minimum=0))
+
+
+def _as_dtype(dtype: DTypeLike) -> np.dtype[Any]:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = np.dtype(object)
+    if dt not in (np.dtype(np.float16), np.dtype(np.float32)):
+        raise ValidationError(f"`dtype` must be numpy.float16 or numpy.float32; got {dtype!r}.")
+    return dt
+
+
+def simulate_probabilities(
+    reference: NDArray[Any] | Phantom,
+    *,
+    num_classes: int | None = None,
+    quality: float = 0.9,
+    boundary_noise: PerClass | None = None,
+    dilation: PerClass | None = None,
+    missed_labels: Sequence[int] = (),
+    false_positive_blobs: int = 0,
+    class_strength: PerClass | None = None,
+    spacing: Sequence[float] | float | None = None,
+    dtype: DTypeLike = np.float16,
+    seed: int | np.random.SeedSequence = 0,
+) -> NDArray[np.floating[Any]]:
+    """Class probabilities a model of the given quality could have predicted for ``reference``.
+
+    Parameters
+    ----------
+    reference : ndarray of shape (Z, Y, X) or (Y, X), integer, or Phantom
+        Reference label map (0 = background). A :class:`Phantom` brings its spacing and class count.
+    num_classes : int, optional
+        Number of classes C including background; ``reference.max() + 1`` when omitted.
+    quality : float in (0, 1]
+        Master knob; sets the defaults of the knobs left as None: boundary noise ``8 * (1 - quality)`` mm,
+        a random per-class dilation drawn from ``N(0, 3 * (1 - quality))`` mm, and the confidence (logit
+        slope ``0.5 + 1.5 * quality`` per mm).
+    boundary_noise : float, mapping or (C,) sequence, optional
+        Standard deviation in mm of the smooth random displacement of each class's boundary (correlation
+        length ~12 mm). Per class: a ``{label: mm}`` mapping or one value per class (entry 0 ignored).
+    dilation : float, mapping or (C,) sequence, optional
+        Systematic boundary shift in mm: positive dilates (over-segments), negative erodes. Classes missing
+        from a mapping keep their quality-derived random shift; pass 0 to switch it off.
+    missed_labels : sequence of int
+        Classes the model never predicts (probability exactly 0).
+    false_positive_blobs : int
+        Number of extra spheres, each of a random present class, placed away from that class's structure
+        (disconnected from it), preferably in unlabelled space.
+    class_strength : float, mapping or (C,) sequence, optional
+        Positive multiplier of each class's logit slope: below 1 a less confident class (flatter
+        probabilities, loses at interfaces with confident neighbours), above 1 a more confident one.
+    spacing : float or sequence of float, optional
+        Voxel size in mm (array order); 1 mm when omitted (a Phantom's own spacing by default).
+    dtype : numpy.float16 or numpy.float32
+        Output dtype; float16 is what nnU-Net v1 / PaddleSeg write.
+    seed : int or numpy.random.SeedSequence
+        The same seed gives the same output.
+
+    Returns
+    -------
+    ndarray of shape (C, Z, Y, X) (or (C, Y, X)), ``dtype``
+        Probabilities summing to 1 over the class axis (within float16 rounding for float16).
+
+    Notes
+    -----
+    Memory: the output, plus a few float32/float64 arrays of one class's bounding box (and margin) at a time.
+    """
+    ref, spacing, phantom_classes = _as_reference(reference, spacing)
+    dt = _as_dtype(dtype)
+    ss = _seed_sequence(seed)
+    knob_rng = _child(ss, 0)
+    knobs = _knobs(ref, num_classes=num_classes if num_classes is not None else phantom_classes,
+                   quality=quality, boundary_noise=boundary_noise, dilation=dilation,
+                   missed_labels=missed_labels, false_positive_blobs=false_positive_blobs,
+                   class_strength=class_strength, spacing=spacing, rng=knob_rng)
+    k = knobs.num_classes
+    out = np.zeros((k, *ref.shape), dtype=dt)
+    # e_c = exp(logit_c) per class, combined by maximum; remember each class's box
+    boxes: dict[int, tuple[list[int], list[int]]] = {}
+    for c, region, e in _class_blocks(ref, knobs, ss):
+        target = out[c][region]
+        np.maximum(target, e, out=target, casting="unsafe")
+        lo, hi = [s.start for s in region], [s.stop for s in region]
+        if c in boxes:
+            lo = [min(a, b) for a, b in zip(lo, boxes[c][0], strict=True)]
+            hi = [max(a, b) for a, b in zip(hi, boxes[c][1], strict=True)]
+        boxes[c] = (lo, hi)
+    # p_c = e_c / (1 + sum e), p_0 = 1 / (1 + sum e); outside every box p_0 = 1, p_c = 0
+    out[0] = 1
+    if boxes:
+        u_lo = np.min([b[0] for b in boxes.values()], axis=0)
+        u_hi = np.max([b[1] for b in boxes.values()], axis=0)
+        union = tuple(slice(int(a), int(b)) for a, b in zip(u_lo, u_hi, strict=True))
+        total = np.ones(tuple(int(b - a) for a, b in zip(u_lo, u_hi, strict=True)), dtype=np.float32)
+
+        def local(c: int) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+            lo, hi = boxes[c]
+            glob = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+            return glob, tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, u_lo, strict=True))
+
+        for c in boxes:
+            glob, loc = local(c)
+            total[loc] += out[c][glob]
+        np.reciprocal(total, out=total)
+        for c in boxes:
+            glob, loc = local(c)
+            view = out[c][glob]
+            view *= total[loc]
+        out[0][union] = total
+    return out
+
+
+def simulate_labels(
+    reference: NDArray[Any] | Phantom,
+    *,
+    num_classes: int | None = None,
+    quality: float = 0.9,
+    boundary_noise: PerClass | None = None,
+    dilation: PerClass | None = None,
+    missed_labels: Sequence[int] = (),
+    false_positive_blobs: int = 0,
+    class_strength: PerClass | None = None,
+    spacing: Sequence[float] | float | None = None,
+    seed: int | np.random.SeedSequence = 0,
+) -> NDArray[np.unsignedinteger[Any]]:
+    """Label map a model of the given quality could have predicted for ``reference``.
+
+    The argmax (ties to the lowest class) of the probabilities :func:`simulate_probabilities` gives for the
+    same arguments and seed, computed without materialising them: the knobs are the same.
+
+    Returns
+    -------
+    ndarray of the shape of ``reference``, uint8 (uint16 above 256 classes)
+    """
+    ref, spacing, phantom_classes = _as_reference(reference, spacing)
+    ss = _seed_sequence(seed)
+    knob_rng = _child(ss, 0)
+    knobs = _knobs(ref, num_classes=num_classes if num_classes is not None else phantom_classes,
+                   quality=quality, boundary_noise=boundary_noise, dilation=dilation,
+                   missed_labels=missed_labels, false_positive_blobs=false_positive_blobs,
+                   class_strength=class_strength, spacing=spacing, rng=knob_rng)
+    labels = np.zeros(ref.shape, dtype=np.uint8 if knobs.num_classes <= 256 else np.uint16)
+    best = np.ones(ref.shape, dtype=np.float32)  # exp(background logit 0)
+    for c, region, e in _class_blocks(ref, knobs, ss):
+        b = best[region]
+        wins = e > b
+        labels[region][wins] = c
+        np.maximum(b, e, out=b)
+    return labels
+
+
+def simulate_members(
+    reference_or_phantom: NDArray[Any] | Phantom,
+    *,
+    qualities: Sequence[float] = (0.9, 0.8, 0.7),
+    soft: bool = True,
+    seed: int = 0,
+    num_classes: int | None = None,
+    spacing: Sequence[float] | float | None = None,
+    dtype: DTypeLike = np.float16,
+    **knobs: Any,
+) -> list[NDArray[Any]]:
+    """Ensemble members of the given qualities for one reference: probabilities or label maps.
+
+    Member ``i`` is :func:`simulate_probabilities` (``soft=True``) or :func:`simulate_labels` with
+    ``quality=qualities[i]`` and its own seed derived from ``(seed, i)``; extra keyword arguments
+    (``boundary_noise``, ``dilation``, ``missed_labels``, ``false_positive_blobs``, ``class_strength``) go
+    to every member.
+
+    Returns
+    -------
+    list of ndarray
+        ``len(qualities)`` arrays: (C, *shape) ``dtype`` probabilities, or (*shape) uint8 labels.
+    """
+    try:
+        qs = [float(q) for q in qualities]
+    except (TypeError, ValueError):
+        raise ValidationError(f"`qualities` must be a sequence of numbers in (0, 1]; got {qualities!r}.") from None
+    if not qs:
+        raise ValidationError("`qualities` must hold at least one quality; got an empty sequence.")
+    allowed = {"boundary_noise", "dilation", "missed_labels", "false_positive_blobs", "class_strength"}
+    unknown = sorted(set(knobs) - allowed)
+    if unknown:
+        raise ValidationError(f"simulate_members got unknown keyword(s) {unknown}; expected some of "
+                              f"{sorted(allowed)}.")
+    base = as_int(seed, name="seed", minimum=0)
+    members: list[NDArray[Any]] = []
+    for i, q in enumerate(qs):
+        ss = np.random.SeedSequence([base, i])
+        if soft:
+            members.append(simulate_probabilities(reference_or_phantom, num_classes=num_classes, quality=q,
+                                                  spacing=spacing, dtype=dtype, seed=ss, **knobs))
+        else:
+            members.append(simulate_labels(reference_or_phantom, num_classes=num_classes, quality=q,
+                                           spacing=spacing, seed=ss, **knobs))
+    return members
