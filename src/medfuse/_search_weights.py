@@ -1,0 +1,344 @@
+"""Learned ensemble weights: exact scoring on the contested voxels, coordinate ascent over a grid.
+
+Why this method
+---------------
+Dice is a ratio of counts of an argmax: piecewise constant in the weights, so gradients are zero almost
+everywhere and surrogates (soft Dice on probabilities) optimise something else. But the argmax can only
+change at "contested" voxels (see :mod:`medfuse._search_pass`): everywhere else every member agrees with a
+margin no per-class weighting can overturn. Those voxels are a few per cent of a case, so the search keeps
+them in memory and scores any weighting *exactly* — the counts of all other voxels are fixed.
+
+On that exact objective, coordinate ascent over a small grid of weights is simple, deterministic and
+cheap: changing one member's weight only needs one update of the running sums (``O(n C)``), and changing
+one member's weight for one class only changes that class's value (``O(n)`` against the precomputed best
+other class). It starts from the best equal-weight subset, so it never scores below it on the data it was
+fitted on, and it only moves when the score strictly improves — equal weights win ties. Nelder-Mead or
+CMA-ES would add tuning knobs for no exactness gain on a piecewise-constant objective.
+
+Fitted weights can overfit (the objective is the same data): :mod:`medfuse.search` therefore reports an
+honest score with weights fitted on the other folds and scored on each held-out fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._search_stats import case_dice, label_means, mean_score
+
+__all__ = [
+    "CLASS_GRID",
+    "MEMBER_GRID",
+    "ContestedBuilder",
+    "ContestedSet",
+    "fit_class_weights",
+    "fit_member_weights",
+    "select_per_class",
+]
+
+#: weights tried for one member (relative: only ratios matter)
+MEMBER_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+#: weights tried for one member and one class
+CLASS_GRID: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+
+#: smallest score gain that moves a weight (keeps equal weights on ties and rounding noise)
+_MIN_GAIN = 1e-9
+
+#: rows converted to float32 at once when scoring a float16 store
+_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ContestedSet:
+    """The contested voxels of some cases, and the counts of every other voxel of those cases.
+
+    Attributes
+    ----------
+    probabilities : ndarray of shape (n, M, C), float16 or float32
+        Members' probabilities at each contested voxel.
+    reference : ndarray of shape (n,), uint8
+    case : ndarray of shape (n,), int64
+        Index of the voxel's case (0 .. N-1).
+    count : ndarray of shape (n,), float64
+        Voxels each row stands for: 1, or a power of two when the set was thinned to fit in memory.
+    fixed : ndarray of shape (3, N, C), float64
+        ``(tp, fp, fn)`` per case and class of the voxels whose label no weighting changes.
+    """
+
+    probabilities: NDArray[Any]
+    reference: NDArray[np.uint8]
+    case: NDArray[np.int64]
+    count: NDArray[np.float64]
+    fixed: NDArray[np.float64]
+
+    @property
+    def n_cases(self) -> int:
+        return int(self.fixed.shape[1])
+
+    @property
+    def n_members(self) -> int:
+        return int(self.probabilities.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.fixed.shape[2])
+
+    @property
+    def exact(self) -> bool:
+        """Whether every row stands for exactly one voxel (no thinning)."""
+        return bool(np.all(self.count == 1.0))
+
+    def restrict(self, cases: NDArray[np.int64]) -> ContestedSet:
+        """The set for some cases only, re-indexed ``0 .. len(cases) - 1`` in the given order."""
+        cases = np.asarray(cases, dtype=np.int64)
+        new_index = np.full(self.n_cases, -1, np.int64)
+        new_index[cases] = np.arange(cases.size)
+        rows = new_index[self.case] >= 0
+        return ContestedSet(
+            probabilities=self.probabilities[rows], reference=self.reference[rows],
+            case=new_index[self.case[rows]], count=self.count[rows], fixed=self.fixed[:, cases],
+        )
+
+    def sample(self, max_rows: int, *, seed: int) -> ContestedSet:
+        """At most about ``max_rows`` rows, drawn uniformly; counts scaled so totals stay unbiased."""
+        n = self.reference.size
+        if n <= max_rows:
+            return self
+        rng = np.random.default_rng(seed)
+        keep = rng.random(n) < max_rows / n
+        return replace(
+            self, probabilities=self.probabilities[keep], reference=self.reference[keep],
+            case=self.case[keep], count=self.count[keep] * (n / max_rows),
+        )
+
+    def as_float32(self) -> ContestedSet:
+        if self.probabilities.dtype == np.float32:
+            return self
+        return replace(self, probabilities=np.ascontiguousarray(self.probabilities, dtype=np.float32))
+
+    def counts(self, weights: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``(tp, fp, fn)`` of shape (3, N, C) of the fused labels for member-by-class ``weights`` (M, C)."""
+        from ._kernels import search as kernels
+
+        w, inv_total = _normalised(weights)
+        out = np.zeros_like(self.fixed)
+        for s0 in range(0, self.reference.size, _BLOCK):
+            block = slice(s0, s0 + _BLOCK)
+            kernels._weighted_counts(
+                np.ascontiguousarray(self.probabilities[block], dtype=np.float32), self.reference[block],
+                self.case[block], self.count[block], w, inv_total, out[0], out[1], out[2],
+            )
+        return out + self.fixed
+
+    def labels(self, weights: NDArray[np.float64]) -> NDArray[np.uint8]:
+        """Fused label of every row for member-by-class ``weights`` (M, C)."""
+        from ._kernels import search as kernels
+
+        w, inv_total = _normalised(weights)
+        out = np.empty(self.reference.size, np.uint8)
+        for s0 in range(0, self.reference.size, _BLOCK):
+            block = slice(s0, s0 + _BLOCK)
+            kernels._weighted_labels(np.ascontiguousarray(self.probabilities[block], dtype=np.float32), w,
+                                     inv_total, out[block])
+        return out
+
+
+def _normalised(weights: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    total = w.sum(axis=0)
+    inv = np.where(total > 0, 1.0 / np.where(total > 0, total, 1.0), 0.0)
+    if np.all(w == w[:, :1]):  # one weight per member: normalising cannot change the argmax; skip it
+        inv = np.ones_like(total)
+    return w, inv
+
+
+class ContestedBuilder:
+    """Collects contested voxels case by case within a memory budget.
+
+    When the rows exceed ``budget_bytes``, every stored row is kept with probability 1/2 and its count
+    doubled, and later rows are sampled at the halved rate (bounded memory, unbiased counts).
+    """
+
+    def __init__(self, n_members: int, n_classes: int, *, budget_bytes: int, dtype: Any, seed: int) -> None:
+        self.n_members = n_members
+        self.n_classes = n_classes
+        self.budget_bytes = budget_bytes
+        self.dtype = np.dtype(dtype)
+        self.rate = 1.0
+        self._rng = np.random.default_rng(seed)
+        self._parts: list[list[NDArray[Any]]] = []  # [probabilities, reference, case, count]
+        self._bytes = 0
+        self._row_bytes = n_members * n_classes * self.dtype.itemsize + 1 + 8 + 8
+
+    def add(self, case: int, probabilities: NDArray[Any], reference: NDArray[np.uint8]) -> None:
+        """Add one case's rows: ``probabilities`` (n, M, C), ``reference`` (n,)."""
+        n = reference.size
+        if self.rate < 1.0:
+            keep = self._rng.random(n) < self.rate
+            probabilities, reference, n = probabilities[keep], reference[keep], int(keep.sum())
+        part = [
+            np.ascontiguousarray(probabilities, dtype=self.dtype),
+            np.ascontiguousarray(reference, dtype=np.uint8),
+            np.full(n, case, np.int64),
+            np.full(n, 1.0 / self.rate, np.float64),
+        ]
+        self._parts.append(part)
+        self._bytes += n * self._row_bytes
+        while self._bytes > self.budget_bytes and self.rate > 2.0**-30:
+            self._thin()
+
+    def _thin(self) -> None:
+        self.rate /= 2.0
+        total = 0
+        for part in self._parts:
+            keep = self._rng.random(part[1].size) < 0.5
+            part[:] = [part[0][keep], part[1][keep], part[2][keep], part[3][keep] * 2.0]
+            total += part[1].size
+        self._bytes = total * self._row_bytes
+
+    def build(self, fixed: NDArray[np.float64]) -> ContestedSet:
+        if self._parts:
+            probs, ref, case, count = (np.concatenate([p[i] for p in self._parts]) for i in range(4))
+        else:
+            probs = np.zeros((0, self.n_members, self.n_classes), self.dtype)
+            ref, case, count = np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.float64)
+        self._parts = []
+        return ContestedSet(probabilities=probs, reference=ref, case=case, count=count, fixed=fixed)
+
+
+def score_counts(counts: NDArray[np.float64], labels: Sequence[int]) -> float:
+    """Foreground mean Dice of ``(tp, fp, fn)`` counts (3, N, C) over ``labels``."""
+    idx = list(labels)
+    dice = case_dice(counts[0][:, idx], counts[1][:, idx], counts[2][:, idx])
+    score = mean_score(dice)
+    return float(score)
+
+
+def fit_member_weights(
+    data: ContestedSet, start: NDArray[np.float64], *, labels: Sequence[int],
+    grid: Sequence[float] = MEMBER_GRID, max_sweeps: int = 4,
+) -> tuple[NDArray[np.float64], float]:
+    """Coordinate ascent on one weight per member; returns ``(weights (M,), score on data)``."""
+    from ._kernels import search as kernels
+
+    data = data.as_float32()
+    w = np.asarray(start, dtype=np.float64).copy()
+    P = data.probabilities
+    sums = np.empty((P.shape[0], data.n_classes), np.float64)
+    kernels._weighted_sums(P, np.repeat(w[:, None], data.n_classes, axis=1), sums)
+
+    def evaluate(member: int, delta: float) -> float:
+        out = np.zeros_like(data.fixed)
+        kernels._member_delta_counts(P, sums, member, delta, data.reference, data.case, data.count,
+                                     out[0], out[1], out[2])
+        return score_counts(out + data.fixed, labels)
+
+    best = evaluate(0, 0.0)
+    for _ in range(max_sweeps):
+        moved = False
+        for m in range(w.size):
+            best_g, best_m = w[m], best
+            for g in grid:
+                if g == w[m] or (g == 0.0 and np.count_nonzero(w) == 1 and w[m] > 0):
+                    continue
+                score = evaluate(m, g - w[m])
+                if score > best_m + _MIN_GAIN:
+                    best_g, best_m = g, score
+            if best_g != w[m]:
+                sums += (best_g - w[m]) * P[:, m, :]
+                w[m] = best_g
+                best = best_m
+                moved = True
+        if not moved:
+            break
+    return w, best
+
+
+def fit_class_weights(
+    data: ContestedSet, start: NDArray[np.float64], *, labels: Sequence[int],
+    grid: Sequence[float] = CLASS_GRID, max_sweeps: int = 3,
+) -> tuple[NDArray[np.float64], float]:
+    """Coordinate ascent on a weight per member and class (M, C); returns ``(weights, score on data)``.
+
+    Class c's fused value is the ``W[:, c]``-weighted mean of the members' class-c probabilities, so
+    one cell only changes one class's value; every class, background included, is a coordinate.
+    """
+    from ._kernels import search as kernels
+
+    data = data.as_float32()
+    W = np.asarray(start, dtype=np.float64).copy()
+    P = data.probabilities
+    n, n_classes = P.shape[0], data.n_classes
+    sums = np.empty((n, n_classes), np.float64)
+    kernels._weighted_sums(P, W, sums)
+    totals = W.sum(axis=0)
+    other_val = np.empty(n, np.float64)
+    other_idx = np.empty(n, np.int64)
+    best = score_counts(data.counts(W), labels)
+    for _ in range(max_sweeps):
+        moved = False
+        for c in range(n_classes):
+            inv = np.where(totals > 0, 1.0 / np.where(totals > 0, totals, 1.0), 0.0)
+            kernels._best_other(sums, inv, c, other_val, other_idx)
+            for m in range(W.shape[0]):
+                best_g, best_m = W[m, c], best
+                for g in grid:
+                    new_total = totals[c] + g - W[m, c]
+                    if g == W[m, c] or new_total <= 0.0:
+                        continue
+                    out = np.zeros_like(data.fixed)
+                    kernels._class_delta_counts(P, sums, c, m, g - W[m, c], 1.0 / new_total, other_val,
+                                                other_idx, data.reference, data.case, data.count,
+                                                out[0], out[1], out[2])
+                    score = score_counts(out + data.fixed, labels)
+                    if score > best_m + _MIN_GAIN:
+                        best_g, best_m = g, score
+                if best_g != W[m, c]:
+                    sums[:, c] += (best_g - W[m, c]) * P[:, m, c]
+                    totals[c] += best_g - W[m, c]
+                    W[m, c] = best_g
+                    best = best_m
+                    moved = True
+        if not moved:
+            break
+    return W, best
+
+
+def select_per_class(
+    subset_counts: NDArray[np.float64], masks: NDArray[np.int64], *, n_members: int, labels: Sequence[int],
+) -> NDArray[np.float64]:
+    """Per-class model selection: each label from the subset with the best mean Dice for that label.
+
+    Parameters
+    ----------
+    subset_counts : ndarray of shape (3, S, N, C)
+        ``(tp, fp, fn)`` of every subset on every case.
+    masks : ndarray of shape (S,)
+        Subsets as bit masks, simplest first (ties go to the first).
+
+    Returns
+    -------
+    ndarray of shape (M, C)
+        Indicator weights: column c = the members of the subset chosen for c. Background (and labels not
+        scored) use the union of the chosen members.
+    """
+    n_classes = subset_counts.shape[-1]
+    dice = case_dice(subset_counts[0], subset_counts[1], subset_counts[2])  # (S, N, C)
+    means = label_means(dice)  # (S, C)
+    W = np.zeros((n_members, n_classes), np.float64)
+    union = 0
+    for c in labels:
+        column = np.where(np.isnan(means[:, c]), -np.inf, means[:, c])
+        chosen = int(masks[int(np.argmax(column))])  # argmax: first of equal maxima = simplest
+        union |= chosen
+        W[:, c] = [(chosen >> m) & 1 for m in range(n_members)]
+    if union == 0:
+        union = int(masks[0])
+    others = [c for c in range(n_classes) if c not in set(labels)]
+    for c in others:
+        W[:, c] = [(union >> m) & 1 for m in range(n_members)]
+    return W
