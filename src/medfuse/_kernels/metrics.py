@@ -1,0 +1,183 @@
+"""Confusion-matrix counting kernels (private; the public wrapper is :func:`medfuse.metrics.confusion_matrix`).
+
+Both label maps are read once. The public wrapper hands the kernels *unsigned* views of the caller's
+arrays (``int16`` is viewed as ``uint16``, ...), read-only, in native byte order or flagged as swapped, so
+that every integer dtype shares four numba specialisations per layout and no input is ever copied.
+
+Counting
+    Counts go into a ``(k + 1, k + 1)`` table. A value is clamped to ``k`` (``min(unsigned(v), k)``), so
+    every label ``>= k`` *and* every negative label (which the unsigned view turns into a huge value)
+    lands in the last row or column: the wrapper raises when those hold anything, and finds the culprit
+    only then. No bounds check happens per voxel.
+Fast path
+    Label maps are spatially coherent: most runs of 64 voxels hold a single (reference, prediction)
+    pair. Such a block is detected with a branch-free OR-reduction of XORs (vectorised by LLVM) and
+    counted at once; mixed blocks are counted run by run, which avoids the store-to-load dependency of
+    incrementing the same bin voxel after voxel.
+Parallelism
+    ``prange`` over contiguous chunks (one per thread by default), each with its own partial table,
+    summed at the end. Small maps use the single-threaded kernel (a thread launch costs more).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+from numba.extending import overload
+
+from . import jit, parallel_jit
+
+#: voxels per fast-path block
+BLOCK = 64
+
+
+def _byteswap(v):
+    """Value of the unsigned integer ``v`` with its bytes reversed, as uint64.
+
+    This body runs only with ``NUMBA_DISABLE_JIT=1``; compiled kernels use the overload below.
+    """
+    return np.uint64(v.byteswap())
+
+
+@overload(_byteswap, jit_options={"nogil": True})
+def _byteswap_impl(v):
+    width = v.bitwidth
+    if width == 8:
+        return lambda v: np.uint64(v)
+    if width == 16:
+        def swap16(v):
+            x = np.uint64(v)
+            return ((x & np.uint64(0xFF)) << np.uint64(8)) | (x >> np.uint64(8))
+        return swap16
+    if width == 32:
+        def swap32(v):
+            x = np.uint64(v)
+            return (
+                ((x & np.uint64(0x000000FF)) << np.uint64(24))
+                | ((x & np.uint64(0x0000FF00)) << np.uint64(8))
+                | ((x & np.uint64(0x00FF0000)) >> np.uint64(8))
+                | (x >> np.uint64(24))
+            )
+        return swap32
+    if width == 64:
+        def swap64(v):
+            x = np.uint64(v)
+            out = np.uint64(0)
+            for _ in range(8):
+                out = (out << np.uint64(8)) | (x & np.uint64(0xFF))
+                x = x >> np.uint64(8)
+            return out
+        return swap64
+    return None
+
+
+@jit
+def _index(v, swap, k):
+    """Row/column index of the raw value ``v``: native value clamped to ``k`` (out of range -> ``k``)."""
+    x = _byteswap(v) if swap else np.uint64(v)
+    return np.int64(min(x, np.uint64(k)))
+
+
+@jit
+def _count_runs(ref, pred, table, k, kk, swap_r, swap_p):
+    """Add the (reference, prediction) pairs of two equal-length 1-D arrays to ``table``, run by run."""
+    n = ref.size
+    if n == 0:
+        return
+    cur_r = ref[0]
+    cur_p = pred[0]
+    run = 0
+    for i in range(n):
+        r = ref[i]
+        p = pred[i]
+        if r == cur_r and p == cur_p:
+            run += 1
+        else:
+            table[_index(cur_r, swap_r, k) * kk + _index(cur_p, swap_p, k)] += run
+            cur_r = r
+            cur_p = p
+            run = 1
+    table[_index(cur_r, swap_r, k) * kk + _index(cur_p, swap_p, k)] += run
+
+
+@jit
+def _count_range(ref, pred, table, k, swap_r, swap_p):
+    """Add every pair of two equal-length 1-D arrays to the flat ``(k+1)*(k+1)`` ``table``."""
+    kk = k + 1
+    n = ref.size
+    n_blocks = n // BLOCK
+    for b in range(n_blocks):
+        s = b * BLOCK
+        rb = ref[s:s + BLOCK]
+        pb = pred[s:s + BLOCK]
+        r0 = rb[0]
+        p0 = pb[0]
+        diff_r = r0 ^ r0
+        diff_p = p0 ^ p0
+        for i in range(BLOCK):
+            diff_r |= rb[i] ^ r0
+            diff_p |= pb[i] ^ p0
+        if diff_r == 0 and diff_p == 0:
+            table[_index(r0, swap_r, k) * kk + _index(p0, swap_p, k)] += BLOCK
+        else:
+            _count_runs(rb, pb, table, k, kk, swap_r, swap_p)
+    tail = n_blocks * BLOCK
+    if tail < n:
+        _count_runs(ref[tail:], pred[tail:], table, k, kk, swap_r, swap_p)
+
+
+@jit
+def _confusion_serial(ref, pred, k, swap_r, swap_p):
+    """Single-threaded :func:`_confusion_flat`, for small maps (no thread launch)."""
+    kk = k + 1
+    table = np.zeros(kk * kk, np.int64)
+    _count_range(ref, pred, table, k, swap_r, swap_p)
+    return table.reshape((kk, kk))
+
+
+@parallel_jit
+def _confusion_flat(ref, pred, k, swap_r, swap_p, n_chunks):
+    """Confusion table of two 1-D contiguous arrays of equal size, shape ``(k + 1, k + 1)``."""
+    n = ref.size
+    kk = k + 1
+    partial = np.zeros((n_chunks, kk * kk), np.int64)
+    per = ((n + n_chunks - 1) // n_chunks + BLOCK - 1) // BLOCK * BLOCK
+    for c in prange(n_chunks):
+        s = min(n, c * per)
+        e = min(n, s + per)
+        if e > s:
+            _count_range(ref[s:e], pred[s:e], partial[c], k, swap_r, swap_p)
+    out = np.zeros(kk * kk, np.int64)
+    for c in range(n_chunks):
+        out += partial[c]
+    return out.reshape((kk, kk))
+
+
+@parallel_jit
+def _confusion_strided(ref, pred, k, swap_r, swap_p, n_chunks):
+    """Confusion table of two 3-D arrays of equal shape and any strides, shape ``(k + 1, k + 1)``.
+
+    Rows ``[i, j, :]`` are distributed over ``n_chunks`` contiguous ranges of rows.
+    """
+    n0, n1 = ref.shape[0], ref.shape[1]
+    rows = n0 * n1
+    kk = k + 1
+    partial = np.zeros((n_chunks, kk * kk), np.int64)
+    per = (rows + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        q0 = min(rows, c * per)
+        q1 = min(rows, q0 + per)
+        for q in range(q0, q1):
+            i = q // n1
+            j = q - i * n1
+            _count_range(ref[i, j], pred[i, j], partial[c], k, swap_r, swap_p)
+    out = np.zeros(kk * kk, np.int64)
+    for c in range(n_chunks):
+        out += partial[c]
+    return out.reshape((kk, kk))
+
+
+def get_num_threads() -> int:
+    """numba's current thread count (threads the parallel kernels use)."""
+    return int(numba.get_num_threads())
