@@ -160,8 +160,8 @@ class NpzMember:
         Parameters
         ----------
         out : ndarray of shape ``shape[1:]``, optional
-            C-contiguous writeable buffer (member dtype, native order) reused for every channel;
-            allocated once when omitted.
+            C-contiguous writeable buffer (member dtype, native order) to reuse for every channel. When
+            omitted each channel is a new array, safe to keep or hand to another thread.
         backend : {"auto", "isal", "zlib-ng", "zlib"}, default "auto"
             Inflate library.
         verify : bool, default True
@@ -172,8 +172,9 @@ class NpzMember:
         c : int
             Channel index, ``0 .. shape[0] - 1`` in order.
         channel : ndarray of shape ``shape[1:]``
-            The SAME buffer every time, overwritten by the next channel: consume it (or copy it) before
-            advancing the iterator.
+            A new array per channel; or, when ``out`` is given, ``out`` itself, overwritten by the next
+            channel: then consume it before advancing the iterator (not with a read-ahead/prefetching
+            consumer).
 
         Notes
         -----
@@ -187,12 +188,12 @@ class NpzMember:
             for c in range(self.shape[0]):
                 yield c, full[c]
             return
-        buf = self._buffer(self.shape[1:], out, order="C")
-        view = _bytes_view(buf)
+        reuse = None if out is None else self._buffer(self.shape[1:], out, order="C")
         n = self.shape[0]
         with _MemberReader(self, backend=backend, verify=verify) as reader:
             for c in range(n):
-                reader.readinto(view)
+                buf = reuse if reuse is not None else np.empty(self.shape[1:], dtype=self.native_dtype)
+                reader.readinto(_bytes_view(buf))
                 if c == n - 1:
                     reader.finish()
                 yield c, _to_native(buf, self.dtype)
