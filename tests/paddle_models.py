@@ -91,6 +91,34 @@ def export_models(specs: list[dict[str, Any]], root: Path, *, fmt: str) -> dict[
     return out
 
 
+#: the networks the inference tests share (plans: ``make_plans()``: 1 CT modality, 2 labels -> 3 classes)
+STANDARD_SPECS: list[dict[str, Any]] = [
+    {"name": "conv3d", "kind": "conv3d", "in_channels": 1, "num_classes": 3, "patch": [8, 16, 16], "seed": 0},
+    {"name": "conv3d_fold1", "kind": "conv3d", "in_channels": 1, "num_classes": 3, "patch": [8, 16, 16], "seed": 5},
+    {"name": "conv2d", "kind": "conv2d", "in_channels": 1, "num_classes": 3, "patch": [16, 16], "seed": 1},
+    {"name": "cascade", "kind": "conv3d", "in_channels": 3, "num_classes": 3, "patch": [8, 16, 16], "seed": 2},
+    {"name": "pointwise3d", "kind": "pointwise3d", "in_channels": 1, "num_classes": 3, "patch": [8, 16, 16]},
+    {"name": "logits3d", "kind": "logits3d", "in_channels": 1, "num_classes": 3, "patch": [8, 16, 16], "seed": 3},
+    {"name": "deploy_softmax", "kind": "conv3d", "in_channels": 1, "num_classes": 3, "patch": [8, 16, 16],
+     "seed": 4, "deploy": "softmax"},
+]
+#: only exportable in the PIR format (dy2static's argmax fails under FLAGS_enable_pir_api=0)
+JSON_ONLY_SPECS: list[dict[str, Any]] = [
+    {"name": "argmax3d", "kind": "argmax3d", "in_channels": 1, "num_classes": 3, "patch": [8, 16, 16],
+     "deploy": "argmax"},
+]
+
+_EXPORTED: dict[str, dict[str, Path]] = {}
+
+
+def exported(root: Path, fmt: str) -> dict[str, Path]:
+    """The standard networks exported once per test session (``root`` from ``tmp_path_factory``)."""
+    if fmt not in _EXPORTED:
+        specs = STANDARD_SPECS + (JSON_ONLY_SPECS if fmt == "json" else [])
+        _EXPORTED[fmt] = export_models(specs, root / fmt, fmt=fmt)
+    return _EXPORTED[fmt]
+
+
 def _build(paddle: Any, kind: str, in_channels: int, num_classes: int, dims: int) -> Any:
     nn, F = paddle.nn, paddle.nn.functional
     conv = nn.Conv3D if dims == 3 else nn.Conv2D

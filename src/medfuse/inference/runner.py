@@ -274,7 +274,7 @@ class Predictor:
         self.batch_size: int = int(batch_size) if batch_size is not None else self._auto_batch()
         for plan in self.config:
             for note in plan.notes:
-                log.info("medfuse inference: %s", note)
+                log.debug("medfuse inference: %s", note)
         self._resident: list[LoadedModel] | None = None
         self._load_seconds = 0.0
 
@@ -324,7 +324,7 @@ class Predictor:
         model_patch = self.signature.spatial_shape
         patch = plan_patch
         if model_patch is not None and tuple(model_patch) != plan_patch:
-            log.info("medfuse inference: the model's fixed input size %s wins over the plans' patch size %s",
+            log.debug("medfuse inference: the model's fixed input size %s wins over the plans' patch size %s",
                      list(model_patch), list(plan_patch))
             patch = tuple(model_patch)
         if len(patch) == 2:
