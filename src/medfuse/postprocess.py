@@ -100,7 +100,7 @@ def _drop_per_label(result: NDArray[Any], labels: Sequence[int], connectivity: i
                     min_sizes: Mapping[int | frozenset[int], float] | None, voxel_volume: float) -> None:
     """In place: for each of ``labels`` keep its largest component(s) (and those not below the min size)."""
     flat = result.reshape(-1)
-    fg = np.flatnonzero(flat)
+    fg = np.flatnonzero(flat != 0)
     if fg.size == 0:
         return
     values = flat[fg]
@@ -133,7 +133,7 @@ def _drop_in_region(result: NDArray[Any], labels: Sequence[int], connectivity: i
                     min_size: float | None, voxel_volume: float) -> None:
     """In place: merge ``labels`` into one region and keep its largest component(s)."""
     flat = result.reshape(-1)
-    fg = np.flatnonzero(flat)
+    fg = np.flatnonzero(flat != 0)
     fg = fg[np.isin(flat[fg], np.asarray(labels))]
     if fg.size == 0:
         return
@@ -197,7 +197,7 @@ def keep_largest_component(
     result = np.array(a, order="C", copy=True)
     if for_which_classes is None:
         flat = result.reshape(-1)
-        entries: tuple[Entry, ...] = tuple(int(v) for v in np.unique(flat[np.flatnonzero(flat)]))
+        entries: tuple[Entry, ...] = tuple(int(v) for v in np.unique(flat[np.flatnonzero(flat != 0)]))
     else:
         entries = normalize_entries(list(for_which_classes))
     sizes = parse_min_sizes(min_valid_object_sizes)
@@ -303,13 +303,13 @@ def _record(reference: ArrayLike, prediction: ArrayLike, spacing: Any, *, index:
     except ValidationError as exc:
         raise ValidationError(f"case {index}: {exc}") from None
     ref, pred = np.ascontiguousarray(ref), np.ascontiguousarray(pred)
-    fg = np.flatnonzero(pred)
+    mask = pred != 0
+    fg = np.flatnonzero(mask)  # nonzero() of a bool mask is ~4x faster than of the labels
     pf = pred.reshape(-1)[fg]
     hit = pf == ref.reshape(-1)[fg]
     cc, n1 = _components(pred, connectivity)
     c1 = cc.reshape(-1)[fg].astype(np.int64)
     del cc
-    mask = pred != 0
     cc, n2 = _components(mask, connectivity)
     del mask
     c2 = cc.reshape(-1)[fg].astype(np.int64)
