@@ -513,3 +513,13 @@ def test_copying_a_folder_keeps_it_readable(tmp_path, rng):
     _v1_folder(tmp_path / "a", rng, cases=("one",))
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     assert open_folder(tmp_path / "b").case("one").geometry == _geometry()
+
+
+def test_importing_medfuse_io_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, medfuse.io; heavy = [m for m in ('SimpleITK', 'isal', 'zlib_ng', 'numba', 'scipy') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
