@@ -7,7 +7,7 @@ can be inflated straight into a preallocated ``(Z, Y, X)`` buffer while the rest
 memory is one channel, not the whole array.
 
 Inflating is the slowest step of folder fusion. :func:`read_npz` / :meth:`NpzMember.iter_channels` use
-ISA-L (``isal``) or zlib-ng (``zlib-ng``) when installed (extra ``fast``; about 2x stdlib zlib on
+ISA-L (``isal``) or zlib-ng (``zlib-ng``) when installed (extra ``fast``; 1.4-2x stdlib zlib on
 probability files) and stdlib :mod:`zlib` otherwise. All three release the GIL while inflating, so readers in
 different threads overlap.
 """
