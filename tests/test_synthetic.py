@@ -260,6 +260,22 @@ def test_simulate_members_hard_and_soft(ph: Phantom) -> None:
     assert f32[0].dtype == np.float32 and np.all(f32[0][4] == 0)
 
 
+def test_error_correlation_shares_errors_between_members(ph: Phantom) -> None:
+    # fully shared errors: two seeds, same quality -> the same member
+    a = simulate_labels(ph, quality=0.8, seed=1, error_correlation=1.0, shared_seed=5)
+    b = simulate_labels(ph, quality=0.8, seed=2, error_correlation=1.0, shared_seed=5)
+    np.testing.assert_array_equal(a, b)
+    # no sharing: the shared seed is irrelevant
+    np.testing.assert_array_equal(simulate_labels(ph, quality=0.8, seed=1, shared_seed=5),
+                                  simulate_labels(ph, quality=0.8, seed=1, shared_seed=6))
+
+    def disagreement(rho: float) -> float:
+        m = simulate_members(ph, qualities=(0.8, 0.8), soft=False, seed=3, error_correlation=rho)
+        return float(np.mean(m[0] != m[1]))
+
+    assert disagreement(0.0) > disagreement(0.6) > disagreement(0.95) > 0
+
+
 def test_plain_arrays_and_2d(rng: np.random.Generator) -> None:
     ref = np.zeros((40, 50), dtype=np.int16)
     ref[5:20, 5:25] = 1
@@ -302,6 +318,9 @@ def test_many_classes_use_uint16() -> None:
         ({"dtype": np.int8}, "dtype"),
         ({"seed": -3}, "seed"),
         ({"spacing": (1.0, 1.0)}, "spacing"),
+        ({"error_correlation": 1.5}, "error_correlation"),
+        ({"error_correlation": "some"}, "error_correlation"),
+        ({"error_correlation": 0.5, "shared_seed": -1}, "shared_seed"),
     ],
 )
 def test_simulation_bad_arguments(ph: Phantom, kwargs: dict, match: str) -> None:

@@ -459,6 +459,8 @@ def _paint_extra(labels: NDArray[np.uint8], label: int, box: tuple[tuple[int, in
 
 #: Logits are clipped to [-_LOGIT_CLIP, _LOGIT_CLIP]; exp(10) = 22026 still fits float16.
 _LOGIT_CLIP = 10.0
+#: Default share of error variance common to the members of :func:`simulate_members`.
+ERROR_CORRELATION = 0.6
 
 
 @dataclass(frozen=True)
@@ -471,6 +473,8 @@ class _Knobs:
     missed: frozenset[int]
     blobs: int
     correlation_mm: float
+    shared: float  # fraction of the random error variance drawn from the shared stream
+    shared_seed: np.random.SeedSequence
 
 
 def _per_class(value: PerClass | None, *, name: str, num_classes: int, default: NDArray[np.float64],
@@ -509,6 +513,7 @@ def _knobs(
     reference: NDArray[Any], *, num_classes: int | None, quality: float, boundary_noise: PerClass | None,
     dilation: PerClass | None, missed_labels: Sequence[int], false_positive_blobs: int,
     class_strength: PerClass | None, spacing: Sequence[float] | float | None, rng: np.random.Generator,
+    error_correlation: float, shared_seed: int | np.random.SeedSequence,
 ) -> _Knobs:
     q = float(quality) if isinstance(quality, (int, float, np.floating, np.integer)) else float("nan")
     if not 0.0 < q <= 1.0 or isinstance(quality, bool):
@@ -529,7 +534,15 @@ def _knobs(
     noise = _per_class(boundary_noise, name="boundary_noise", num_classes=k,
                        default=zeros + 8.0 * (1.0 - q), minimum=0.0)
     # quality also draws a random systematic over/under-segmentation per class
+    rho = float(error_correlation) if isinstance(error_correlation, (int, float, np.floating, np.integer)) \
+        and not isinstance(error_correlation, bool) else float("nan")
+    if not 0.0 <= rho <= 1.0:
+        raise ValidationError(f"`error_correlation` must be a number in [0, 1]; got {error_correlation!r}.")
+    shared_ss = _seed_sequence(shared_seed, name="shared_seed")
     random_dil = rng.normal(0.0, 3.0 * (1.0 - q), size=k)
+    if rho > 0:  # members with the same shared_seed share this part of their systematic error
+        common = _child(shared_ss, 0).normal(0.0, 3.0 * (1.0 - q), size=k)
+        random_dil = math.sqrt(1.0 - rho) * random_dil + math.sqrt(rho) * common
     dil = _per_class(dilation, name="dilation", num_classes=k, default=random_dil)
     strength = _per_class(class_strength, name="class_strength", num_classes=k, default=zeros + 1.0,
                           minimum=0.0, exclusive=True)
@@ -544,7 +557,8 @@ def _knobs(
     if bad:
         raise ValidationError(f"`missed_labels` must be foreground labels 1..{k - 1}; got {bad}.")
     blobs = as_int(false_positive_blobs, name="false_positive_blobs", minimum=0)
-    return _Knobs(k, sp, noise, dil, slope, missed, blobs, correlation_mm=max(12.0, 3.0 * max(sp)))
+    return _Knobs(k, sp, noise, dil, slope, missed, blobs, correlation_mm=max(12.0, 3.0 * max(sp)),
+                  shared=rho, shared_seed=shared_ss)
 
 
 def _as_reference(reference: Any, spacing: Sequence[float] | float | None
@@ -588,7 +602,14 @@ def _class_blocks(ref: NDArray[Any], knobs: _Knobs, seed: np.random.SeedSequence
             d += np.float32(knobs.dilation_mm[c])
             if knobs.noise_mm[c] > 0:
                 step = [knobs.correlation_mm / v for v in knobs.spacing]
-                d += np.float32(knobs.noise_mm[c]) * _smooth_field(rng, ref.shape, region, step)
+                own = _smooth_field(rng, ref.shape, region, step)
+                if knobs.shared > 0:
+                    own *= np.float32(math.sqrt(1.0 - knobs.shared))
+                    common = _smooth_field(_child(knobs.shared_seed, 2 + c), ref.shape, region, step)
+                    own += np.float32(math.sqrt(knobs.shared)) * common
+                    del common
+                d += np.float32(knobs.noise_mm[c]) * own
+                del own
             yield c, region, _exp_logit(d, slope)
         for center, radius in blob_centers.get(c, ()):
             pad = np.ceil((radius + _LOGIT_CLIP / slope) / sp).astype(int) + 1
@@ -689,10 +710,10 @@ def _child(ss: np.random.SeedSequence, i: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i)))
 
 
-def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
+def _seed_sequence(seed: int | np.random.SeedSequence, *, name: str = "seed") -> np.random.SeedSequence:
     if isinstance(seed, np.random.SeedSequence):
         return seed
-    return np.random.SeedSequence(as_int(seed, name="seed", minimum=0))
+    return np.random.SeedSequence(as_int(seed, name=name, minimum=0))
 
 
 def _as_dtype(dtype: DTypeLike) -> np.dtype[Any]:
@@ -718,6 +739,8 @@ def simulate_probabilities(
     spacing: Sequence[float] | float | None = None,
     dtype: DTypeLike = np.float16,
     seed: int | np.random.SeedSequence = 0,
+    error_correlation: float = 0.0,
+    shared_seed: int | np.random.SeedSequence = 0,
 ) -> NDArray[np.floating[Any]]:
     """Class probabilities a model of the given quality could have predicted for ``reference``.
 
@@ -751,6 +774,13 @@ def simulate_probabilities(
         Output dtype; float16 is what nnU-Net v1 / PaddleSeg write.
     seed : int or numpy.random.SeedSequence
         The same seed gives the same output.
+    error_correlation : float in [0, 1]
+        Fraction of the variance of the random errors (boundary noise field, quality-derived dilation)
+        drawn from the stream of ``shared_seed`` rather than ``seed``: members simulated with the same
+        ``shared_seed`` share that part of their errors, as models trained on the same data do (their
+        ensemble gains less than independent members would). 0: independent members.
+    shared_seed : int or numpy.random.SeedSequence
+        Seed of the shared error stream (only used when ``error_correlation > 0``).
 
     Returns
     -------
@@ -768,7 +798,8 @@ def simulate_probabilities(
     knobs = _knobs(ref, num_classes=num_classes if num_classes is not None else phantom_classes,
                    quality=quality, boundary_noise=boundary_noise, dilation=dilation,
                    missed_labels=missed_labels, false_positive_blobs=false_positive_blobs,
-                   class_strength=class_strength, spacing=spacing, rng=knob_rng)
+                   class_strength=class_strength, spacing=spacing, rng=knob_rng,
+                   error_correlation=error_correlation, shared_seed=shared_seed)
     k = knobs.num_classes
     out = np.zeros((k, *ref.shape), dtype=dt)
     # e_c = exp(logit_c) per class, combined by maximum; remember each class's box
@@ -818,6 +849,8 @@ def simulate_labels(
     class_strength: PerClass | None = None,
     spacing: Sequence[float] | float | None = None,
     seed: int | np.random.SeedSequence = 0,
+    error_correlation: float = 0.0,
+    shared_seed: int | np.random.SeedSequence = 0,
 ) -> NDArray[np.unsignedinteger[Any]]:
     """Label map a model of the given quality could have predicted for ``reference``.
 
@@ -834,7 +867,8 @@ def simulate_labels(
     knobs = _knobs(ref, num_classes=num_classes if num_classes is not None else phantom_classes,
                    quality=quality, boundary_noise=boundary_noise, dilation=dilation,
                    missed_labels=missed_labels, false_positive_blobs=false_positive_blobs,
-                   class_strength=class_strength, spacing=spacing, rng=knob_rng)
+                   class_strength=class_strength, spacing=spacing, rng=knob_rng,
+                   error_correlation=error_correlation, shared_seed=shared_seed)
     labels = np.zeros(ref.shape, dtype=np.uint8 if knobs.num_classes <= 256 else np.uint16)
     best = np.ones(ref.shape, dtype=np.float32)  # exp(background logit 0)
     for c, region, e in _class_blocks(ref, knobs, ss):
@@ -851,6 +885,7 @@ def simulate_members(
     qualities: Sequence[float] = (0.9, 0.8, 0.7),
     soft: bool = True,
     seed: int = 0,
+    error_correlation: float = ERROR_CORRELATION,
     num_classes: int | None = None,
     spacing: Sequence[float] | float | None = None,
     dtype: DTypeLike = np.float16,
@@ -859,9 +894,16 @@ def simulate_members(
     """Ensemble members of the given qualities for one reference: probabilities or label maps.
 
     Member ``i`` is :func:`simulate_probabilities` (``soft=True``) or :func:`simulate_labels` with
-    ``quality=qualities[i]`` and its own seed derived from ``(seed, i)``; extra keyword arguments
-    (``boundary_noise``, ``dilation``, ``missed_labels``, ``false_positive_blobs``, ``class_strength``) go
-    to every member.
+    ``quality=qualities[i]``, its own seed derived from ``(seed, i)`` and a shared error stream derived
+    from ``seed``; extra keyword arguments (``boundary_noise``, ``dilation``, ``missed_labels``,
+    ``false_positive_blobs``, ``class_strength``) go to every member.
+
+    Parameters
+    ----------
+    error_correlation : float in [0, 1]
+        Fraction of the random error variance the members share (see :func:`simulate_probabilities`).
+        The default makes an equal-weight ensemble of equally good members gain a few Dice points, as real
+        ensembles of models trained on the same data do; 0 gives independent members (large gains).
 
     Returns
     -------
@@ -880,13 +922,14 @@ def simulate_members(
         raise ValidationError(f"simulate_members got unknown keyword(s) {unknown}; expected some of "
                               f"{sorted(allowed)}.")
     base = as_int(seed, name="seed", minimum=0)
+    shared = np.random.SeedSequence(base, spawn_key=(0,))
     members: list[NDArray[Any]] = []
     for i, q in enumerate(qs):
-        ss = np.random.SeedSequence([base, i])
+        common: dict[str, Any] = {"num_classes": num_classes, "quality": q, "spacing": spacing,
+                                  "seed": np.random.SeedSequence(base, spawn_key=(1, i)),
+                                  "error_correlation": error_correlation, "shared_seed": shared}
         if soft:
-            members.append(simulate_probabilities(reference_or_phantom, num_classes=num_classes, quality=q,
-                                                  spacing=spacing, dtype=dtype, seed=ss, **knobs))
+            members.append(simulate_probabilities(reference_or_phantom, dtype=dtype, **common, **knobs))
         else:
-            members.append(simulate_labels(reference_or_phantom, num_classes=num_classes, quality=q,
-                                           spacing=spacing, seed=ss, **knobs))
+            members.append(simulate_labels(reference_or_phantom, **common, **knobs))
     return members
