@@ -72,8 +72,8 @@ def test_confusion_matrix_matches_reference(rng, dtype, shape, kernel_path):
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64])
 def test_confusion_matrix_default_threshold(rng, dtype):
     # large enough for the parallel kernel at the default threshold; chunk boundaries fall inside runs
-    assert metrics._MIN_PARALLEL_VOXELS < 3 * 129 * 257
-    reference, prediction = pair(rng, (3, 129, 257), 15, dtype)
+    assert metrics._MIN_PARALLEL_VOXELS < 8 * 129 * 1031
+    reference, prediction = pair(rng, (8, 129, 1031), 15, dtype)
     np.testing.assert_array_equal(confusion_matrix(reference, prediction),
                                   ref_impl.confusion_matrix(reference, prediction))
     uniform = np.full((5, 100, 200), 3, dtype=dtype)

@@ -51,8 +51,9 @@ __all__ = [
 MAX_CLASSES = 4096
 #: Classes counted when ``num_classes`` is not given: every uint8 value, so 8-bit maps need one pass.
 _GUESS_CLASSES = 256
-#: Below this many voxels the kernel runs in one chunk (thread start-up would cost more than it saves).
-_MIN_PARALLEL_VOXELS = 1 << 16
+#: Below this many voxels the single-threaded kernel runs (a parallel launch costs more; much more when
+#: the machine is busy).
+_MIN_PARALLEL_VOXELS = 1 << 20
 #: Memory the per-thread partial tables may take.
 _PARTIAL_BUDGET_BYTES = 64 << 20
 _EMPTY_RULES = ("nan", "one", "zero")
