@@ -33,7 +33,7 @@ def atomic_write(path: str | os.PathLike[str], *, durable: bool = False) -> Iter
     Parameters
     ----------
     path : path-like
-        Final file name. Its folder must exist.
+        Final file name. Missing parent folders are created.
     durable : bool, default False
         Also ``fsync`` the file before the rename (survives a power cut, costs time on network drives).
 
@@ -50,6 +50,7 @@ def atomic_write(path: str | os.PathLike[str], *, durable: bool = False) -> Iter
     ...     sitk.WriteImage(image, str(tmp), True)
     """
     final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f"{TEMP_MARKER}{secrets.token_hex(4)}-{final.name}")
     try:
         yield tmp
