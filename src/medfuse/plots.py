@@ -1,0 +1,76 @@
+"""Plots for reports (matplotlib, extra ``plot``; imported lazily, drawn with the Agg backend)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._optional import import_optional
+
+__all__ = ["dice_boxplot", "per_label_values"]
+
+
+def per_label_values(summary: Any, metric: str = "dice") -> dict[int | tuple[int, ...], list[float]]:
+    """Per-case values of ``metric`` for each label of a :class:`medfuse.metrics.CaseSummary`."""
+    out: dict[int | tuple[int, ...], list[float]] = {}
+    for result in summary.per_case.values():
+        for key in result.labels:
+            out.setdefault(key, []).append(float(getattr(result[key], metric)))
+    return out
+
+
+def dice_boxplot(
+    groups: Mapping[str, Any], path: str | os.PathLike[str], *, metric: str = "dice",
+    title: str | None = None, label_names: Mapping[int, str] | None = None,
+) -> Path:
+    """Box plot of per-case ``metric`` per label, one box per group and label; written as PNG.
+
+    Parameters
+    ----------
+    groups : mapping of str to CaseSummary or to mapping of label to sequence of float
+        What to compare (e.g. ensemble candidates); NaN values (label absent in both maps) are left out.
+    path : path
+        PNG file to write.
+    """
+    mpl = import_optional("matplotlib", purpose="plots")
+    mpl.use("Agg")
+    plt = import_optional("matplotlib.pyplot", purpose="plots")
+    data: dict[str, Mapping[Any, Sequence[float]]] = {
+        name: (g if isinstance(g, Mapping) else per_label_values(g, metric)) for name, g in groups.items()
+    }
+    keys = sorted({k for d in data.values() for k in d}, key=lambda k: (isinstance(k, tuple), k))
+    n_groups = max(len(data), 1)
+    width = 0.8 / n_groups
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(keys) * n_groups + 2), 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    for g, (name, values) in enumerate(data.items()):
+        series = [[v for v in values.get(k, []) if not math.isnan(v)] for k in keys]
+        positions = [i + (g - (n_groups - 1) / 2) * width for i in range(len(keys))]
+        bp = ax.boxplot(series, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=True)
+        for patch in bp["boxes"]:
+            patch.set_facecolor(colors[g % len(colors)])
+            patch.set_alpha(0.6)
+        ax.plot([], [], color=colors[g % len(colors)], lw=6, alpha=0.6, label=name)
+    names = label_names or {}
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([names.get(k, str(k)) if isinstance(k, int) else "+".join(map(str, k)) for k in keys],
+                       rotation=45 if len(keys) > 8 else 0)
+    ax.set_xlabel("label")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(axis="y", alpha=0.3)
+    if title:
+        ax.set_title(title)
+    if len(data) > 1:
+        ax.legend(loc="lower left", fontsize="small")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.part.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
