@@ -122,24 +122,22 @@ class ContestedSet:
 
     def counts(self, weights: NDArray[np.float64]) -> NDArray[np.float64]:
         """``(tp, fp, fn)`` of shape (3, N, C) of the fused labels for member-by-class ``weights`` (M, C)."""
+        return self.counts_of(self.labels(weights))
+
+    def counts_of(self, labels: NDArray[Any]) -> NDArray[np.float64]:
+        """``(tp, fp, fn)`` (3, N, C) when the rows have the given labels (and the rest their fixed ones)."""
         from ._kernels import search as kernels
 
-        w, inv_total = _normalised(weights)
-        out = np.zeros_like(self.fixed)
-        for s0 in range(0, self.reference.size, _BLOCK):
-            block = slice(s0, s0 + _BLOCK)
-            kernels._weighted_counts(
-                np.ascontiguousarray(self.probabilities[block], dtype=np.float32), self.reference[block],
-                self.case[block], self.count[block], w, inv_total, out[0], out[1], out[2],
-            )
-        return out + self.fixed
+        out: NDArray[np.float64] = self.fixed.copy()
+        kernels._label_counts(labels, self.reference, self.case, self.count, out[0], out[1], out[2])
+        return out
 
-    def labels(self, weights: NDArray[np.float64]) -> NDArray[np.uint8]:
+    def labels(self, weights: NDArray[np.float64]) -> NDArray[np.int64]:
         """Fused label of every row for member-by-class ``weights`` (M, C)."""
         from ._kernels import search as kernels
 
         w, inv_total = _normalised(weights)
-        out = np.empty(self.reference.size, np.uint8)
+        out = np.empty(self.reference.size, np.int64)
         for s0 in range(0, self.reference.size, _BLOCK):
             block = slice(s0, s0 + _BLOCK)
             kernels._weighted_labels(np.ascontiguousarray(self.probabilities[block], dtype=np.float32), w,
@@ -228,16 +226,13 @@ def fit_member_weights(
     data = data.as_float32()
     w = np.asarray(start, dtype=np.float64).copy()
     P = data.probabilities
-    sums = np.empty((P.shape[0], data.n_classes), np.float64)
-    kernels._weighted_sums(P, np.repeat(w[:, None], data.n_classes, axis=1), sums)
-
-    def evaluate(member: int, delta: float) -> float:
-        out = np.zeros_like(data.fixed)
-        kernels._member_delta_counts(P, sums, member, delta, data.reference, data.case, data.count,
-                                     out[0], out[1], out[2])
-        return score_counts(out + data.fixed, labels)
-
-    best = evaluate(0, 0.0)
+    n_classes = data.n_classes
+    sums = np.empty((P.shape[0], n_classes), np.float64)
+    kernels._weighted_sums(P, np.repeat(w[:, None], n_classes, axis=1), sums)
+    current = data.labels(np.repeat(w[:, None], n_classes, axis=1))
+    base = data.counts_of(current)
+    best = score_counts(base, labels)
+    trial = np.empty_like(current)
     for _ in range(max_sweeps):
         moved = False
         for m in range(w.size):
@@ -245,17 +240,31 @@ def fit_member_weights(
             for g in grid:
                 if g == w[m] or (g == 0.0 and np.count_nonzero(w) == 1 and w[m] > 0):
                     continue
-                score = evaluate(m, g - w[m])
+                kernels._member_delta_labels(P, sums, m, g - w[m], trial)
+                score = score_counts(_moved(data, base, trial, current), labels)
                 if score > best_m + _MIN_GAIN:
                     best_g, best_m = g, score
             if best_g != w[m]:
                 sums += (best_g - w[m]) * P[:, m, :]
                 w[m] = best_g
+                kernels._member_delta_labels(P, sums, m, 0.0, trial)
+                base = _moved(data, base, trial, current)
+                current, trial = trial, current
                 best = best_m
                 moved = True
         if not moved:
             break
     return w, best
+
+
+def _moved(data: ContestedSet, base: NDArray[np.float64], new: NDArray[np.int64], old: NDArray[np.int64]
+           ) -> NDArray[np.float64]:
+    """Counts ``base`` (of labels ``old``) updated for labels ``new``."""
+    from ._kernels import search as kernels
+
+    out: NDArray[np.float64] = base.copy()
+    kernels._changed_counts(new, old, data.reference, data.case, data.count, out[0], out[1], out[2])
+    return out
 
 
 def fit_class_weights(
@@ -278,27 +287,36 @@ def fit_class_weights(
     totals = W.sum(axis=0)
     other_val = np.empty(n, np.float64)
     other_idx = np.empty(n, np.int64)
-    best = score_counts(data.counts(W), labels)
+    current = data.labels(W)
+    base = data.counts_of(current)
+    best = score_counts(base, labels)
+    trial = np.empty_like(current)
+    by_class = np.ascontiguousarray(P.transpose(2, 1, 0))  # (C, M, n): one contiguous row per cell
     for _ in range(max_sweeps):
         moved = False
         for c in range(n_classes):
             inv = np.where(totals > 0, 1.0 / np.where(totals > 0, totals, 1.0), 0.0)
             kernels._best_other(sums, inv, c, other_val, other_idx)
+            s_col = np.ascontiguousarray(sums[:, c])
             for m in range(W.shape[0]):
+                p_col = by_class[c, m]
                 best_g, best_m = W[m, c], best
                 for g in grid:
                     new_total = totals[c] + g - W[m, c]
                     if g == W[m, c] or new_total <= 0.0:
                         continue
-                    out = np.zeros_like(data.fixed)
-                    kernels._class_delta_counts(P, sums, c, m, g - W[m, c], 1.0 / new_total, other_val,
-                                                other_idx, data.reference, data.case, data.count,
-                                                out[0], out[1], out[2])
-                    score = score_counts(out + data.fixed, labels)
+                    kernels._class_delta_labels(p_col, s_col, c, g - W[m, c], 1.0 / new_total, other_val,
+                                                other_idx, trial)
+                    score = score_counts(_moved(data, base, trial, current), labels)
                     if score > best_m + _MIN_GAIN:
                         best_g, best_m = g, score
                 if best_g != W[m, c]:
-                    sums[:, c] += (best_g - W[m, c]) * P[:, m, c]
+                    kernels._class_delta_labels(p_col, s_col, c, best_g - W[m, c],
+                                                1.0 / (totals[c] + best_g - W[m, c]), other_val, other_idx, trial)
+                    base = _moved(data, base, trial, current)
+                    current, trial = trial, current
+                    s_col += (best_g - W[m, c]) * p_col
+                    sums[:, c] = s_col
                     totals[c] += best_g - W[m, c]
                     W[m, c] = best_g
                     best = best_m

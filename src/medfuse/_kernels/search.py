@@ -178,32 +178,11 @@ _subset_pass_f32 = _make_subset_pass(_f32_value)
 
 
 @jit
-def _weighted_counts(P, ref, case, count, W, inv_total, tp, fp, fn):
-    """Confusion counts per case of the argmax of the per-class-normalised weighted sum.
-
-    ``value[c] = sum_m W[m, c] * P[i, m, c] * inv_total[c]``; ties go to the lowest class. ``count[i]``
-    is how many voxels row i stands for (1, or more when the rows are a sample).
-    """
-    n = P.shape[0]
-    n_members = P.shape[1]
-    n_classes = P.shape[2]
-    for i in range(n):
-        best = -np.inf
-        lab = 0
-        for c in range(n_classes):
-            v = 0.0
-            for m in range(n_members):
-                v += W[m, c] * P[i, m, c]
-            v *= inv_total[c]
-            if v > best:
-                best = v
-                lab = c
-        _count(ref[i], lab, case[i], count[i], tp, fp, fn)
-
-
-@jit
 def _weighted_labels(P, W, inv_total, out):
-    """Labels of :func:`_weighted_counts` (for tests and for building label maps)."""
+    """Argmax of the per-class-normalised weighted sum ``sum_m W[m, c] * P[i, m, c] * inv_total[c]``.
+
+    Ties go to the lowest class.
+    """
     n = P.shape[0]
     n_members = P.shape[1]
     n_classes = P.shape[2]
@@ -222,12 +201,42 @@ def _weighted_labels(P, W, inv_total, out):
 
 
 @jit
-def _count(r, lab, k, cnt, tp, fp, fn):
-    if lab == r:
-        tp[k, r] += cnt
-    else:
-        fp[k, lab] += cnt
-        fn[k, r] += cnt
+def _label_counts(lab, ref, case, count, tp, fp, fn):
+    """Add each row's ``count`` to the tp / fp / fn of its case (a loop of its own: kept apart from the
+    label computation, which then vectorises, this runs several times faster)."""
+    for i in range(lab.shape[0]):
+        r = ref[i]
+        q = lab[i]
+        k = case[i]
+        w = count[i]
+        if q == r:
+            tp[k, r] += w
+        else:
+            fp[k, q] += w
+            fn[k, r] += w
+
+
+@jit
+def _changed_counts(new, old, ref, case, count, tp, fp, fn):
+    """Move the rows whose label changes from ``old`` to ``new`` in the tp / fp / fn counts."""
+    for i in range(new.shape[0]):
+        q = new[i]
+        o = old[i]
+        if q == o:
+            continue
+        r = ref[i]
+        k = case[i]
+        w = count[i]
+        if o == r:
+            tp[k, r] -= w
+        else:
+            fp[k, o] -= w
+            fn[k, r] -= w
+        if q == r:
+            tp[k, r] += w
+        else:
+            fp[k, q] += w
+            fn[k, r] += w
 
 
 @jit
@@ -245,8 +254,8 @@ def _weighted_sums(P, W, out):
 
 
 @jit
-def _member_delta_counts(P, S, member, delta, ref, case, count, tp, fp, fn):
-    """Counts when member ``member``'s weight (the same for every class) changes by ``delta``.
+def _member_delta_labels(P, S, member, delta, out):
+    """Labels when member ``member``'s weight (the same for every class) changes by ``delta``.
 
     ``S`` holds the current unnormalised sums; with one weight per member, normalising by the total
     weight is a common positive factor and does not change the argmax.
@@ -261,7 +270,7 @@ def _member_delta_counts(P, S, member, delta, ref, case, count, tp, fp, fn):
             if v > best:
                 best = v
                 lab = c
-        _count(ref[i], lab, case[i], count[i], tp, fp, fn)
+        out[i] = lab
 
 
 @jit
@@ -284,15 +293,14 @@ def _best_other(S, inv_total, column, val, idx):
 
 
 @jit
-def _class_delta_counts(P, S, column, member, delta, inv_new, other_val, other_idx, ref, case, count,
-                        tp, fp, fn):
-    """Counts when ``W[member, column]`` changes by ``delta`` (class ``column``'s total becomes 1/inv_new)."""
-    n = P.shape[0]
+def _class_delta_labels(p_col, s_col, column, delta, inv_new, other_val, other_idx, out):
+    """Labels when one member's weight for class ``column`` changes by ``delta``.
+
+    ``p_col`` (n,) is that member's class-``column`` probabilities, ``s_col`` (n,) the current unnormalised
+    sums of class ``column``; the class's new total weight is ``1 / inv_new``.
+    """
+    n = p_col.shape[0]
     for i in range(n):
-        v = (S[i, column] + delta * P[i, member, column]) * inv_new
+        v = (s_col[i] + delta * p_col[i]) * inv_new
         o = other_val[i]
-        if v > o or (v == o and column < other_idx[i]):
-            lab = column
-        else:
-            lab = other_idx[i]
-        _count(ref[i], lab, case[i], count[i], tp, fp, fn)
+        out[i] = column if (v > o or (v == o and column < other_idx[i])) else other_idx[i]
