@@ -237,3 +237,21 @@ def test_resize_labels_round_trip_and_order():
     # a label absent from label_values is not drawn
     assert 2 not in resize_labels(lab, (16, 16, 16), label_values=[1])
     np.testing.assert_array_equal(resize_labels(lab, lab.shape), lab)
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_linear_and_nearest_fast_path_equal_scipy_zoom(order):
+    rng = np.random.default_rng(order)
+    for _ in range(25):
+        shape = tuple(int(v) for v in rng.integers(1, 12, 3))
+        new = tuple(int(v) for v in rng.integers(1, 25, 3))
+        vol = rng.random(shape).astype(np.float32)
+        want = ndimage.zoom(vol, [n / o for o, n in zip(shape, new, strict=True)], order=order, mode="nearest",
+                            grid_mode=True)
+        np.testing.assert_allclose(resample_volume(vol, new, order=order), want, atol=1e-6)
+        # separate z: linear in-plane per slice, nearest along z
+        inplane = np.stack([ndimage.zoom(s, [new[1] / shape[1], new[2] / shape[2]], order=order, mode="nearest",
+                                         grid_mode=True) for s in vol])
+        want = ndimage.zoom(inplane, (new[0] / shape[0], 1, 1), order=0, mode="nearest", grid_mode=True)
+        np.testing.assert_allclose(resample_volume(vol, new, order=order, separate_axis=0, order_z=0), want,
+                                   atol=1e-6)

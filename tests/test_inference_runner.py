@@ -105,7 +105,7 @@ def test_predict_a_ct_case(models, ct):
     _, folders = models
     with Predictor(folders["conv3d"], plans=PLANS, stage=1, device="auto") as p:
         assert p.device == "cpu" and p.patch_size == (8, 16, 16) and p.mirror_axes == (0, 1, 2)
-        assert p.batch_size == 8 and not p.is_cascade
+        assert p.batch_size == 1 and not p.is_cascade
         pred = p.predict(ct.image, geometry=ct.geometry)
     crop = tuple(hi - lo for lo, hi in ct.crop_bbox)
     assert pred.crop_bbox == ct.crop_bbox and pred.geometry == ct.geometry
@@ -368,3 +368,18 @@ def test_bad_folders(json_models, image_folder, tmp_path):
     with pytest.raises(ValidationError, match="must be a 3D volume"):
         p.predict_folder(flat, tmp_path / "o", progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_gpu_set_up_without_a_gpu(json_models, monkeypatch):
+    """The GPU branch of the set-up (device, fold residency, batch) with a faked CUDA environment."""
+    from medfuse.inference import runner
+    from medfuse.inference.config import PaddleEnvironment
+
+    monkeypatch.setattr(runner.PaddleEnvironment, "detect",
+                        classmethod(lambda cls: PaddleEnvironment(version=(3, 3, 1), cuda=True, gpu_count=1)))
+    p = Predictor([json_models["conv3d"], json_models["conv3d_fold1"]], plans=PLANS, stage=1, fp16=True)
+    assert p.device == "gpu" and p.config[0].fp16 and p.config[0].gpu_id == 0
+    assert p.folds_resident == "one"  # folds loaded one after another on a GPU
+    assert p.batch_size == 2  # the plans' training batch size, below the 8 flips of a tile
+    cpu = Predictor([json_models["conv3d"], json_models["conv3d_fold1"]], plans=PLANS, stage=1, device="cpu")
+    assert cpu.folds_resident == "all" and cpu.batch_size == 1

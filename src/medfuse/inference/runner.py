@@ -202,8 +202,9 @@ class Predictor:
     step : float
         Sliding-window step as a fraction of the patch size.
     batch_size : int, optional
-        Tiles per network call (default: what fits in ~256 MB of input + output, at most one tile's
-        flips, and on the GPU at most the training batch size).
+        Tiles (tile x flip) per network call. Default: 1 on the CPU (Paddle already spreads one tile over
+        every core; larger batches only cost memory), on the GPU the plans' training batch size, at most
+        one tile's flips and ~256 MB of input + output.
     folds_resident : {"auto", "all", "one"}
         ``all`` keeps every fold's predictor loaded; ``one`` loads each fold when it is needed and
         releases it after (less memory, reloads per case). ``auto``: all on CPU, one on a GPU.
@@ -351,7 +352,8 @@ class Predictor:
         c_in = self.plans.num_modalities + (self.plans.num_classes if self.is_cascade else 0)
         item = (c_in + self.num_classes) * int(np.prod(self.patch_size)) * 4
         fit = max(1, _BATCH_BYTES // max(item, 1))
-        cap = n_mirror if self.device == "cpu" else min(n_mirror, self.stage.batch_size)
+        # the CPU runs one tile on every core already: batching only adds memory there (measured: no gain)
+        cap = 1 if self.device == "cpu" else min(n_mirror, self.stage.batch_size)
         return int(max(1, min(fit, cap)))
 
     # ----------------------------------------------------------------------------------------------------
