@@ -1,0 +1,147 @@
+"""Majority / weighted vote kernel (private; the public wrapper is :func:`medfuse.fusion.majority_vote`).
+
+Members are M label maps of N voxels, passed by address (see :mod:`medfuse._kernels.raw`), all of one
+dtype (``uint8`` or ``uint16``). Nothing of size M x N or C x N is allocated (no one-hot, no counts
+volume).
+
+Per chunk of a few thousand voxels, one vectorised pass per member computes the *score of member 0's
+label*: ``d = w[0] + sum over m >= 1 of (w[m] if label_m == label_0 else 0)`` (and the largest label, for
+validation). Where ``d`` exceeds half the total weight, member 0's label holds a strict majority and
+wins under every tie rule; that covers the unanimous voxels and most boundary voxels, and the output
+there is a plain copy of member 0. Only the remaining voxels, found 64 at a time with a vectorised
+``min`` over ``d``, take the slow path: scores accumulated in a small per-thread table indexed by label
+(``cnt[label] += w[m]``, in member order), best label by the tie rule, table reset.
+
+Tie rules (``tie``): 0 ``lowest`` label; 1 ``undecided`` (write ``undecided`` when two labels share the
+best score, like SimpleITK's LabelVoting); 2 ``first`` (the label of the earliest member among the
+tied labels). Scores are sums in member order in the weights' dtype (uint8 / int32 counts for a plain
+vote, float64 for a weighted one), compared exactly; the numpy twin sums in the same order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import jit
+from .raw import _view
+
+__all__ = ["BLOCK", "TIE_FIRST", "TIE_LOWEST", "TIE_UNDECIDED", "_vote_chunks"]
+
+#: voxels per slow-path block
+BLOCK = 64
+TIE_LOWEST, TIE_UNDECIDED, TIE_FIRST = 0, 1, 2
+
+
+@jit
+def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, table_size, n_voxels, chunk, tie,
+                 undecided, out_addr, out_kind, max_label, n_slow):
+    """Vote on chunks ``k0 .. k1`` of M label maps.
+
+    Parameters
+    ----------
+    k0, k1, t : int
+        Chunk range and thread index (row of the per-thread outputs).
+    addrs : (M,) int64
+        Base address of each label map (``n_voxels`` items of ``label_dtype``, contiguous).
+    label_dtype, label_size : numpy integer type, int
+        ``np.uint8`` (1 byte) or ``np.uint16`` (2 bytes).
+    weights : (M,) uint8, int32 or float64
+        Vote weight of each member.
+    params : (2,) same dtype as weights
+        ``[half, 0]``: member 0's label wins outright where its score is ``> half``.
+    table_size : int
+        Entries of the per-thread score table (256 or 65536: every value of ``label_dtype``).
+    tie, undecided : int
+        Tie rule (``TIE_*``) and the label written for undecided voxels.
+    out_addr, out_kind : int
+        Output labels (uint8 if ``out_kind == 0`` else uint16).
+    max_label, n_slow : (T,) int64, zeroed
+        Per thread: largest label seen; voxels that took the slow path.
+    """
+    n_members = addrs.size
+    half = params[0]
+    zero = params[1]
+    d = np.empty(chunk, weights.dtype)
+    g = np.empty((n_members, BLOCK), label_dtype)
+    cnt = np.zeros(table_size, weights.dtype)
+    top = label_dtype(0)
+    slow = 0
+    w0 = weights[0]
+    for k in range(k0, k1):
+        s0 = k * chunk
+        n = min(chunk, n_voxels - s0)
+        r0 = _view(addrs[0] + label_size * s0, n, label_dtype)
+
+        # ---- score of member 0's label, and the largest label
+        if n_members == 1:
+            for i in range(n):
+                d[i] = w0
+        for m in range(1, n_members):
+            rm = _view(addrs[m] + label_size * s0, n, label_dtype)
+            wm = weights[m]
+            if m == 1:
+                for i in range(n):
+                    v = rm[i]
+                    d[i] = w0 + (wm if r0[i] == v else zero)
+                    top = max(top, v)
+            else:
+                for i in range(n):
+                    v = rm[i]
+                    d[i] += wm if r0[i] == v else zero
+                    top = max(top, v)
+
+        # ---- member 0's label everywhere (right wherever it holds a strict majority)
+        if out_kind == 0:
+            o8 = _view(out_addr + s0, n, np.uint8)
+            for i in range(n):
+                v = r0[i]
+                o8[i] = v
+                top = max(top, v)
+        else:
+            o16 = _view(out_addr + 2 * s0, n, np.uint16)
+            for i in range(n):
+                v = r0[i]
+                o16[i] = v
+                top = max(top, v)
+
+        # ---- slow path, 64 voxels at a time
+        for b0 in range(0, n, BLOCK):
+            nb = min(BLOCK, n - b0)
+            db = d[b0:b0 + nb]
+            lo = db[0]
+            for i in range(nb):
+                lo = min(lo, db[i])
+            if lo > half:
+                continue
+            for m in range(n_members):
+                rb = _view(addrs[m] + label_size * (s0 + b0), nb, label_dtype)
+                for i in range(nb):
+                    g[m, i] = rb[i]
+            for i in range(nb):
+                if db[i] > half:
+                    continue
+                slow += 1
+                for m in range(n_members):
+                    cnt[g[m, i]] += weights[m]
+                best_label = g[0, i]
+                best_score = cnt[best_label]
+                for m in range(1, n_members):
+                    lm = g[m, i]
+                    sm = cnt[lm]
+                    if sm > best_score or (tie == TIE_LOWEST and sm == best_score and lm < best_label):
+                        best_label = lm
+                        best_score = sm
+                result = np.int64(best_label)
+                if tie == TIE_UNDECIDED:
+                    for m in range(n_members):
+                        lm = g[m, i]
+                        if lm != best_label and cnt[lm] == best_score:
+                            result = undecided
+                for m in range(n_members):
+                    cnt[g[m, i]] = zero
+                if out_kind == 0:
+                    _view(out_addr + s0 + b0 + i, 1, np.uint8)[0] = result
+                else:
+                    _view(out_addr + 2 * (s0 + b0 + i), 1, np.uint16)[0] = result
+    max_label[t] = max(max_label[t], np.int64(top))
+    n_slow[t] += slow

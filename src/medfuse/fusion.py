@@ -1,0 +1,350 @@
+"""Fusion of ensemble members: probability averaging, argmax fusion, majority / weighted vote.
+
+* :func:`fuse_probabilities` — label map of the (weighted) mean of the members' class probabilities, in
+  one parallel pass that reads each member once and allocates only the output (no ``(M, C, ...)`` stack,
+  no float32 ``(C, ...)`` mean); float16 members are read as fast as float32 per byte.
+* :func:`average_probabilities` — the (weighted) mean itself, float32 ``(C, ...)``.
+* :func:`majority_vote` — plain or weighted vote of label maps in one pass, without one-hot counts.
+* :class:`ProbabilityAccumulator`, :class:`VoteAccumulator` — the same, one member (or one class
+  channel) at a time, for folders of cases: memory does not depend on the number of members.
+* :func:`softmax` — logits to probabilities.
+
+Members are given as a sequence of arrays (never stacked) or as one stacked array. A probability member
+is ``(C, Z, Y, X)`` float16/float32 (any spatial rank works); an integer or bool ``(Z, Y, X)`` array in
+the same sequence is a *hard* member: it counts as the one-hot of its labels (never materialised) with
+its weight. Weights are ``(M,)`` per member or ``(M, C)`` per member and class, non-negative, and are
+normalised per class: the fused probability of class ``c`` is ``sum_m w[m, c] p_m[c] / sum_m w[m, c]``.
+
+Arithmetic and ties
+    Sums run in float32 in member order: ``acc = 0; acc += (w[m, c] / W_c) * p_m[c]`` with the
+    normalised weight rounded to float32 first. The argmax takes the lowest class index on exact ties
+    (numpy's ``argmax`` rule). Averaging float16 data in float16 would flip voxels; medfuse never does.
+
+What is checked (and what it costs)
+    Every probability value is checked to be finite and within ``[0, 1]`` (tolerance
+    :data:`RANGE_TOLERANCE`): the kernel keeps the maximum of the raw bit patterns, one integer ``max``
+    per value, hidden by the memory-bound loop. Class sums (``1 +- SUM_TOLERANCE``) are checked on a
+    sample, every 16th chunk of voxels (about 6% of the voxels, spread evenly through the volume), re-read
+    from cache: about 5% of the fusion time. Logits fail the range check (their error points to
+    :func:`softmax`), as do NaN and infinity; unnormalised or sigmoid outputs fail the sum check. Pass
+    ``check=False`` to skip both. Hard members' labels are checked exhaustively (``0 <= label < C``).
+
+Input layouts
+    Any strides, Fortran order, big-endian and read-only arrays work; see :mod:`medfuse._fusion_inputs`
+    for which ones are copied (one member at a time, member-sized) and which are read in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._accumulators import ProbabilityAccumulator, VoteAccumulator
+from ._fusion_inputs import (
+    RANGE_TOLERANCE,
+    SUM_TOLERANCE,
+    Members,
+    as_member_weights,
+    check_probability_values,
+    label_dtype_for,
+    prepare_label_maps,
+    prepare_members,
+    raise_for_unnormalised,
+    range_limit_bits,
+)
+from ._typing import LabelArray, LabelMembers, ProbMembers
+from ._validation import as_int, describe
+from .errors import ValidationError
+
+__all__ = [
+    "RANGE_TOLERANCE",
+    "SUM_TOLERANCE",
+    "ProbabilityAccumulator",
+    "TieRule",
+    "VoteAccumulator",
+    "average_probabilities",
+    "fuse_probabilities",
+    "majority_vote",
+    "softmax",
+]
+
+#: How :func:`majority_vote` breaks ties between labels with the same (weighted) count.
+TieRule = Literal["lowest", "undecided", "first"]
+_TIES: dict[str, int] = {"lowest": 0, "undecided": 1, "first": 2}
+
+#: the sum check reads every CHECK_EVERY-th chunk of voxels
+CHECK_EVERY = 16
+#: voxels per chunk of the vote kernel
+VOTE_CHUNK = 16384
+
+
+def fusion_chunk(n_classes: int) -> int:
+    """Voxels per chunk of the fusion kernel: the (C, chunk) float32 accumulator fills about 1 MiB."""
+    target = (1 << 20) // (4 * max(1, n_classes))
+    return int(min(32768, max(1024, 1 << max(0, target.bit_length() - 1))))
+
+
+def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean: bool, check: bool,
+                normalise: bool = True) -> tuple[NDArray[Any] | None, NDArray[np.float32] | None]:
+    """Run the fusion kernel; return (labels, mean) as requested, after the checks.
+
+    ``normalise=False`` uses ``weights`` ((M, C), already valid) as they are, in float32.
+    """
+    from ._kernels.fusion import _fuse_chunks
+    from ._kernels.threads import n_threads, run_chunked
+
+    n_members, n_classes = prep.n_members, prep.n_classes
+    if normalise:
+        w = as_member_weights(weights, n_members=n_members, n_classes=n_classes)
+        w_norm = (w / w.sum(axis=0, keepdims=True)).astype(np.float32)
+    else:
+        w_norm = np.ascontiguousarray(weights, dtype=np.float32)
+    n_voxels = prep.n_voxels
+    out = np.empty(prep.spatial_shape, dtype=label_dtype_for(n_classes - 1)) if labels else None
+    avg = np.empty((n_classes, *prep.spatial_shape), dtype=np.float32) if mean else None
+    if n_voxels == 0:
+        return out, avg
+    chunk = fusion_chunk(n_classes)
+    n_chunks = -(-n_voxels // chunk)
+    threads = min(n_threads(), n_chunks)
+    maxbits = np.zeros((threads, n_members), dtype=np.uint64)
+    sum_bad = np.zeros((threads, n_members), dtype=np.int64)
+    sum_checked = np.zeros(threads, dtype=np.int64)
+    run_chunked(
+        _fuse_chunks, n_chunks, threads,
+        prep.addrs, prep.kinds, prep.cstrides, w_norm, n_voxels, chunk, CHECK_EVERY if check else 0,
+        np.float32(SUM_TOLERANCE),
+        0 if out is None else out.ctypes.data, 0 if out is None or out.dtype == np.uint8 else 1,
+        0 if avg is None else avg.ctypes.data,
+        maxbits, sum_bad, sum_checked,
+    )
+    _raise_for_bad_members(prep, maxbits.max(axis=0), sum_bad.sum(axis=0), int(sum_checked.sum()), check=check)
+    return out, avg
+
+
+def _raise_for_bad_members(prep: Members, maxbits: NDArray[np.uint64], sum_bad: NDArray[np.int64],
+                           n_checked: int, *, check: bool) -> None:
+    for m, a in enumerate(prep.keep):
+        name = prep.names[m]
+        if a.dtype.kind in "ui":  # hard member: largest label (negative labels read as huge values)
+            top = int(maxbits[m])
+            if top >= prep.n_classes:
+                raise ValidationError(
+                    f"`{name}` holds label {top}, but labels must be in [0, {prep.n_classes}) "
+                    f"({prep.n_classes} classes). Pass the right `num_classes`, or remap the labels."
+                )
+            continue
+        if not check:
+            continue
+        if int(maxbits[m]) > range_limit_bits(a.itemsize):
+            check_probability_values(a, name)  # exact re-check; false alarms (-0.0, -1e-9) pass
+        if sum_bad[m] > 0:
+            raise_for_unnormalised(a, name, int(sum_bad[m]), n_checked)
+
+
+def fuse_probabilities(
+    members: ProbMembers, *, weights: ArrayLike | None = None, num_classes: int | None = None,
+    check: bool = True,
+) -> LabelArray:
+    """Label map of the (weighted) mean of the members' class probabilities, in one fused pass.
+
+    Parameters
+    ----------
+    members : sequence of ndarray of shape (C, Z, Y, X), or ndarray of shape (M, C, Z, Y, X)
+        Class probabilities of each member (float16 or float32; float64 is converted), same shape. An
+        integer or bool array of shape (Z, Y, X) in the sequence is a hard member: the one-hot of its
+        labels, with its weight. Any spatial rank works.
+    weights : array_like of shape (M,) or (M, C), optional
+        Non-negative member (or member-by-class) weights, normalised per class; equal when omitted.
+    num_classes : int, optional
+        Number of classes C; required only when every member is a label map (else the largest label
+        + 1 is used); must equal the probability members' C when given.
+    check : bool, default True
+        Check the probabilities (finite, in [0, 1], summing to 1 on a sample of voxels; see the module
+        docstring). Hard members' labels are always checked.
+
+    Returns
+    -------
+    ndarray of shape (Z, Y, X), uint8 (uint16 above 256 classes)
+        Index of the largest weighted mean; ties go to the lowest class index.
+
+    Raises
+    ------
+    ValidationError
+        Empty ``members``, mismatched shapes or class counts, bad weights, labels out of range,
+        values that are not probabilities (logits, NaN, unnormalised).
+
+    Notes
+    -----
+    Extra memory is the output plus about 1 MiB per thread, whatever the number of members (members
+    that need a layout or dtype conversion are copied first: see :mod:`medfuse._fusion_inputs`).
+    """
+    prep = prepare_members(members, num_classes=num_classes)
+    labels, _ = _run_fusion(prep, weights, labels=True, mean=False, check=check)
+    if labels is None:  # pragma: no cover - _run_fusion always returns them when asked
+        raise RuntimeError("fusion kernel returned no labels")
+    return labels
+
+
+def average_probabilities(
+    members: ProbMembers, *, weights: ArrayLike | None = None, num_classes: int | None = None,
+    check: bool = True,
+) -> NDArray[np.float32]:
+    """The (weighted, per-class normalised) mean of the members' class probabilities.
+
+    Parameters
+    ----------
+    members : sequence of ndarray of shape (C, Z, Y, X), or ndarray of shape (M, C, Z, Y, X)
+        As for :func:`fuse_probabilities` (hard members included).
+    weights : array_like of shape (M,) or (M, C), optional
+        Non-negative member (or member-by-class) weights, normalised per class; equal when omitted.
+    num_classes : int, optional
+        As for :func:`fuse_probabilities`.
+    check : bool, default True
+        Check the probabilities (see the module docstring).
+
+    Returns
+    -------
+    ndarray of shape (C, Z, Y, X), float32
+        ``sum_m (w[m, c] / sum_k w[k, c]) * p_m[c]``, summed in float32 in member order.
+        ``average_probabilities(m).argmax(0)`` equals ``fuse_probabilities(m)``.
+    """
+    prep = prepare_members(members, num_classes=num_classes)
+    _, mean = _run_fusion(prep, weights, labels=False, mean=True, check=check)
+    if mean is None:  # pragma: no cover - _run_fusion always returns it when asked
+        raise RuntimeError("fusion kernel returned no mean")
+    return mean
+
+
+def majority_vote(
+    label_maps: LabelMembers, *, weights: ArrayLike | None = None, num_classes: int | None = None,
+    tie: TieRule = "lowest", undecided_label: int | None = None,
+) -> LabelArray:
+    """Plain or weighted majority vote of label maps, in one pass without one-hot counts.
+
+    Parameters
+    ----------
+    label_maps : sequence of ndarray of shape (Z, Y, X), or ndarray of shape (M, Z, Y, X)
+        Integer or bool label maps of the same shape (any spatial rank).
+    weights : array_like of shape (M,), optional
+        Non-negative vote weight of each member (not all zero); one vote each when omitted.
+    num_classes : int, optional
+        Labels must be in ``[0, num_classes)``; by default any label up to the largest present.
+    tie : {"lowest", "undecided", "first"}, default "lowest"
+        Rule when labels share the best (weighted) count: the lowest label (numpy ``argmax``,
+        scipy, MONAI); ``undecided_label`` (SimpleITK ``LabelVoting``); or the label of the earliest
+        member among the tied labels.
+    undecided_label : int, optional
+        Label written on ties with ``tie="undecided"``; default ``num_classes`` (or the largest
+        label + 1), like SimpleITK.
+
+    Returns
+    -------
+    ndarray of shape (Z, Y, X), uint8 (uint16 when a label or ``undecided_label`` exceeds 255)
+        The voted label of each voxel.
+
+    Notes
+    -----
+    Weighted counts are float64 sums in member order, compared exactly (two labels tie only when their
+    summed weights are bit-identical). uint8 and bool maps are read in place; other dtypes cost one
+    numpy range pass and a conversion (see :mod:`medfuse._fusion_inputs`).
+    """
+    from ._kernels.threads import n_threads, run_chunked
+    from ._kernels.vote import _vote_chunks
+
+    tie_code = _tie_code(tie)
+    n_cls = None if num_classes is None else as_int(num_classes, name="num_classes", minimum=1)
+    maps = prepare_label_maps(label_maps, num_classes=n_cls)
+    n_members = len(maps.keep)
+    undecided = _undecided_label(undecided_label, tie)
+    if weights is None:
+        w: NDArray[Any] = np.ones(n_members, dtype=np.uint8 if n_members <= 255 else np.int32)
+        params = np.array([n_members // 2, 0], dtype=w.dtype)
+    else:
+        w = as_member_weights(weights, n_members=n_members, n_classes=1)[:, 0]
+        half = float(w.sum()) / 2.0
+        params = np.array([half * (1.0 + 1e-9) + 1e-300, 0.0])  # margin: float sums may round up
+    known_top = n_cls - 1 if n_cls is not None else maps.largest
+    if undecided is None and tie_code == _TIES["undecided"]:
+        if known_top is None:  # uint8 maps, no num_classes: the largest label is needed now
+            known_top = max((int(a.max()) for a in maps.keep if a.size), default=0)
+        undecided = known_top + 1
+    out_top = max(known_top if known_top is not None else 255, undecided or 0)
+    out = np.empty(maps.shape, dtype=label_dtype_for(out_top))
+    n_voxels = out.size
+    if n_voxels == 0:
+        return out
+    n_chunks = -(-n_voxels // VOTE_CHUNK)
+    threads = min(n_threads(), n_chunks)
+    max_label = np.zeros(threads, dtype=np.int64)
+    n_slow = np.zeros(threads, dtype=np.int64)
+    itemsize = np.dtype(maps.dtype).itemsize
+    run_chunked(
+        _vote_chunks, n_chunks, threads,
+        maps.addrs, maps.dtype, itemsize, w, params, 256 if itemsize == 1 else 65536, n_voxels, VOTE_CHUNK,
+        tie_code, -1 if undecided is None else undecided, out.ctypes.data, 0 if out.dtype == np.uint8 else 1,
+        max_label, n_slow,
+    )
+    top = int(max_label.max())
+    if n_cls is not None and top >= n_cls:
+        culprit = next(nm for nm, a in zip(maps.names, maps.keep, strict=True) if a.size and int(a.max()) == top)
+        raise ValidationError(
+            f"`{culprit}` holds label {top}, but labels must be in [0, {n_cls}). Pass the right "
+            "`num_classes`, or remap the labels."
+        )
+    return out
+
+
+def _tie_code(tie: object) -> int:
+    if not isinstance(tie, str) or tie not in _TIES:
+        raise ValidationError(f"`tie` must be one of {sorted(_TIES)}; got {tie!r}.")
+    return _TIES[tie]
+
+
+def _undecided_label(undecided_label: object, tie: object) -> int | None:
+    if undecided_label is None:
+        return None
+    if tie != "undecided":
+        raise ValidationError(
+            f"`undecided_label` is only used with tie='undecided'; got tie={tie!r}. Drop it, or pass "
+            "tie='undecided'."
+        )
+    value = as_int(undecided_label, name="undecided_label", minimum=0)
+    if value > 65535:
+        raise ValidationError(f"`undecided_label` must be at most 65535; got {value}.")
+    return value
+
+
+def softmax(logits: ArrayLike, *, axis: int = 0) -> NDArray[np.float32]:
+    """Softmax of logits along ``axis`` (the class axis), in float32.
+
+    Parameters
+    ----------
+    logits : array_like of shape (C, Z, Y, X)
+        Real-valued, finite scores (any float or integer dtype; computed in float32).
+    axis : int, default 0
+        The class axis.
+
+    Returns
+    -------
+    ndarray of the same shape, float32
+        ``exp(x - max) / sum(exp(x - max))`` along ``axis``: non-negative, summing to 1.
+    """
+    x = np.asarray(logits)
+    if x.dtype.kind not in "fiub":
+        raise ValidationError(f"`logits` must be a real-valued array; got {describe(logits)}.")
+    ax = as_int(axis, name="axis")
+    if not -x.ndim <= ax < x.ndim:
+        raise ValidationError(f"`axis` must be in [{-x.ndim}, {x.ndim}) for `logits` of shape {x.shape}; got {ax}.")
+    out = np.array(x, dtype=np.float32, copy=True, order="C")
+    if out.size == 0:
+        return out
+    if not np.isfinite(out).all():
+        n_bad = int(out.size - np.isfinite(out).sum())
+        raise ValidationError(f"`logits` must be finite; {n_bad} values are NaN or infinite.")
+    out -= out.max(axis=ax, keepdims=True)
+    np.exp(out, out=out)
+    out /= out.sum(axis=ax, keepdims=True, dtype=np.float32)
+    return out
