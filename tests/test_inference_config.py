@@ -175,3 +175,17 @@ def test_fp16_on_a_build_without_half_precision():
 
     with pytest.raises(ValidationError, match="half-precision"):
         apply_config(ConfigPlan(device="gpu", fp16=True), NoPrecision())
+
+
+def test_json_from_a_newer_paddle_3_is_refused():
+    # measured: Paddle 3.0 / 3.1 / 3.2 / 3.3 write PIR versions 1 / 2 / 3 / 4 and fail on newer ones
+    old = PaddleEnvironment(version=(3, 0, 0), cuda=False, gpu_count=0)
+    with pytest.raises(ValidationError, match=r"exported by Paddle 3\.3 .*paddlepaddle>=3\.3"):
+        plan_config(environment=old, model_format="json", pir_version=4)
+    assert plan_config(environment=old, model_format="json", pir_version=1).device == "cpu"
+    assert plan_config(environment=CPU_BUILD, model_format="json", pir_version=1).device == "cpu"
+    assert plan_config(environment=CPU_BUILD, model_format="json", pir_version=4).device == "cpu"
+    with pytest.raises(ValidationError, match=r"newer than 3\.3"):
+        plan_config(environment=CPU_BUILD, model_format="json", pir_version=9)
+    # releases after 3.3 are not second-guessed
+    assert plan_config(environment=PaddleEnvironment((3, 4, 0), False, 0), model_format="json", pir_version=5)

@@ -102,7 +102,7 @@ def test_same_fold_twice_is_an_error(tmp_path):
 
 
 def test_json_signature_reads_the_data_op(tmp_path):
-    doc = {"base_code": {"magic": "pir"}, "program": {"regions": [{"blocks": [{"ops": [
+    doc = {"base_code": {"magic": "pir", "version": 4}, "program": {"regions": [{"blocks": [{"ops": [
         {"#": "1.data", "A": [{"AT": {"#": "0.a_str", "D": "image"}, "N": "name"},
                               {"AT": {"#": "1.a_intarray", "D": [-1, 3, 8, 16, 16]}, "N": "shape"},
                               {"AT": {"#": "1.a_dtype", "D": "float32"}, "N": "dtype"}], "I": [], "O": [{"%": 1}]},
@@ -113,7 +113,7 @@ def test_json_signature_reads_the_data_op(tmp_path):
     path.write_text(json.dumps(doc))
     sig = _json_signature(path)
     ops = frozenset({"data", "conv3d", "bilinear_interp"})
-    assert sig == ModelSignature("image", (-1, 3, 8, 16, 16), "float32", ops)
+    assert sig == ModelSignature("image", (-1, 3, 8, 16, 16), "float32", ops, pir_version=4)
     assert sig.channels == 3 and sig.spatial_dims == 3 and sig.spatial_shape == (8, 16, 16)
 
 

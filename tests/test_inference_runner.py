@@ -67,11 +67,16 @@ def test_runner_equals_the_dynamic_graph_on_a_tile(models, name, spatial):
         model.close()
 
 
+def files_format(folders):
+    return find_model(folders["cascade"]).format
+
+
 def test_signatures_of_exported_models(models):
     _, folders = models
     sig = read_signature(find_model(folders["cascade"]))
     assert sig.input_shape == (-1, 3, 8, 16, 16) and sig.input_dtype == "float32" and sig.input_name == "image"
     assert "conv3d" in sig.ops
+    assert (sig.pir_version is not None) == (files_format(folders) == "json")
     sig2 = read_signature(find_model(folders["conv2d"]))
     assert sig2.input_shape == (-1, 1, 16, 16)
     assert any(op.startswith("bilinear_interp") for op in sig2.ops)

@@ -8,7 +8,8 @@ calls the matching methods on a ``paddle.inference.Config`` (or anything with th
 
 Known traps it steers around (Paddle Inference 2.6 - 3.3):
 
-* ``model.json`` (PIR) models crash Paddle < 3 (segfault): refused.
+* ``model.json`` (PIR) models crash Paddle < 3 (segfault): refused. A ``model.json`` written by a newer
+  Paddle 3.x than the installed one fails to load (its format version is newer): refused with the fix.
 * ``enable_memory_optim()`` breaks ``model.json`` models: only used with ``model.pdmodel``.
 * oneDNN (on by default on CPU, 6-10x faster) rejects float64 input, and fails on ``model.json`` models
   with bilinear / nearest interpolation: switched off there.
@@ -27,6 +28,7 @@ from ..errors import ValidationError
 
 __all__ = [
     "ONEDNN_INCOMPATIBLE_JSON_OPS",
+    "PIR_VERSION_READ",
     "ConfigPlan",
     "Device",
     "ModelFormat",
@@ -39,6 +41,12 @@ __all__ = [
 Device = Literal["auto", "gpu", "cpu"]
 ModelFormat = Literal["json", "pdmodel"]
 OneDNN = Literal["auto", "on", "off"]
+
+#: Newest ``model.json`` (PIR) serialisation version each Paddle 3 release reads (``base_code.version``,
+#: measured: 3.0 writes 1, 3.1 writes 2, 3.2 writes 3, 3.3 writes 4; a reader fails on any newer version
+#: with "Type of attribute ... is not right"; newer releases read older files).
+PIR_VERSION_READ: dict[tuple[int, int], int] = {(3, 0): 1, (3, 1): 2, (3, 2): 3, (3, 3): 4}
+_PIR_WRITER: dict[int, str] = {1: "3.0", 2: "3.1", 3: "3.2", 4: "3.3"}
 
 #: Operators of PIR (``model.json``) programs that oneDNN cannot run in Paddle 3.x
 #: ("ConvertPirAttribute2RuntimeAttribute not support ArrayAttribute<DoubleAttribute>").
@@ -134,6 +142,7 @@ def plan_config(
     memory_optim: bool = True,
     input_dtype: str = "float32",
     model_ops: Collection[str] = (),
+    pir_version: int | None = None,
     cores: int | None = None,
 ) -> ConfigPlan:
     """Decide the Paddle Inference configuration (pure: no import, no side effect).
@@ -161,6 +170,8 @@ def plan_config(
         The model's input dtype (float64 input cannot run under oneDNN).
     model_ops : collection of str
         Operator names of the program (to spot those oneDNN cannot run in ``json`` models).
+    pir_version : int, optional
+        ``base_code.version`` of a ``json`` model: refused when the installed Paddle 3.x is too old to read it.
     cores : int, optional
         Cores available (default :func:`available_cores`).
 
@@ -181,6 +192,16 @@ def plan_config(
             f"this model is a Paddle 3 `model.json` (PIR) program, which Paddle {'.'.join(map(str, version))} "
             "cannot load (it crashes). Upgrade Paddle (pip install 'paddlepaddle>=3'), or re-export the model "
             "as `model.pdmodel` with Paddle 2.x, or with Paddle 3 and FLAGS_enable_pir_api=0."
+        )
+    readable = PIR_VERSION_READ.get((version[0], version[1]))
+    if model_format == "json" and pir_version is not None and readable is not None and pir_version > readable:
+        writer = _PIR_WRITER.get(pir_version)
+        upgrade = f"pip install 'paddlepaddle>={writer}'" if writer else "pip install -U paddlepaddle"
+        raise ValidationError(
+            f"this model.json was exported by Paddle {writer or 'newer than 3.3'} (PIR format version "
+            f"{pir_version}), which Paddle {'.'.join(map(str, version))} cannot read (it reads versions <= "
+            f"{readable}). Upgrade Paddle ({upgrade}), or re-export the model as model.pdmodel "
+            "(FLAGS_enable_pir_api=0), which every Paddle version reads."
         )
     notes: list[str] = []
     if threads is not None and (isinstance(threads, bool) or int(threads) < 1):

@@ -85,12 +85,15 @@ class ModelSignature:
         ``float32`` unless the program says otherwise.
     ops : frozenset of str
         Operator names (``conv3d``, ``bilinear_interp``, ...).
+    pir_version : int or None
+        Serialisation version of a ``model.json`` (PIR) program (``base_code.version``).
     """
 
     input_name: str | None = None
     input_shape: tuple[int, ...] | None = None
     input_dtype: str = "float32"
     ops: frozenset[str] = field(default_factory=frozenset)
+    pir_version: int | None = None
 
     @property
     def channels(self) -> int | None:
@@ -284,8 +287,11 @@ def _json_signature(path: Path) -> ModelSignature:
     walk(doc)
     if not ops:
         raise FormatError(f"model {str(path)!r} is JSON but not a Paddle PIR program (no operators found).")
+    base = doc.get("base_code") if isinstance(doc, dict) else None
+    raw_version = base.get("version") if isinstance(base, dict) else None
+    pir_version = int(raw_version) if isinstance(raw_version, int) else None
     if len(data_ops) != 1:
-        return ModelSignature(ops=frozenset(ops))
+        return ModelSignature(ops=frozenset(ops), pir_version=pir_version)
     attrs: dict[str, Any] = {}
     for a in data_ops[0].get("A", []):
         if isinstance(a, dict) and "N" in a and isinstance(a.get("AT"), dict):
@@ -297,6 +303,7 @@ def _json_signature(path: Path) -> ModelSignature:
         input_shape=tuple(int(s) for s in shape) if isinstance(shape, list) else None,
         input_dtype=str(dtype) if isinstance(dtype, str) else "float32",
         ops=frozenset(ops),
+        pir_version=pir_version,
     )
 
 

@@ -259,12 +259,13 @@ class Predictor:
 
         env = PaddleEnvironment.detect()
         plans_by_format: dict[str, ConfigPlan] = {}
-        for files, sig in zip(self.models, signatures, strict=True):
-            if files.format not in plans_by_format:
-                plans_by_format[files.format] = plan_config(
-                    environment=env, model_format=files.format, device=device, fp16=fp16, threads=threads,
-                    onednn=onednn, gpu_id=gpu_id, input_dtype=sig.input_dtype, model_ops=sig.ops,
-                )
+        for files, sig in zip(self.models, signatures, strict=True):  # every fold is checked
+            plan = plan_config(
+                environment=env, model_format=files.format, device=device, fp16=fp16, threads=threads,
+                onednn=onednn, gpu_id=gpu_id, input_dtype=sig.input_dtype, model_ops=sig.ops,
+                pir_version=sig.pir_version,
+            )
+            plans_by_format.setdefault(files.format, plan)
         self._config_by_format = plans_by_format
         self.config: tuple[ConfigPlan, ...] = tuple(plans_by_format.values())
         self.device: Literal["gpu", "cpu"] = self.config[0].device
