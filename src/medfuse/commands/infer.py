@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plans", required=True, metavar="PLANS.pkl",
                         help="the nnUNetPlansv2.1_plans_{2D,3D}.pkl the models were trained with")
     parser.add_argument("--stage", type=int, required=True, metavar="N",
-                        help="plans stage of the models (3D: 0 = cascade low-res, 1 = full-res; 2D: 0)")
+                        help="plans stage of the models: in a two-stage 3D plan 0 = cascade low-res and 1 = full-res "
+                             "or cascade full-res; 2D and one-stage 3D plans: 0")
     parser.add_argument("--images", required=True, metavar="DIR", help="folder of <case>_0000.nii.gz images")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
     parser.add_argument("--lowres", metavar="DIR",
