@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from medfuse import io
+from medfuse import fusion, io
 from medfuse.errors import FormatError, GeometryMismatchError, ValidationError
 from medfuse.geometry import Geometry
 from medfuse.inference import ConfigPlan, Predictor, find_model, load_model, read_signature
@@ -195,7 +195,6 @@ def test_cascade_full_res(models, ct):
 
 
 def test_predict_into_an_accumulator(json_models, ct):
-    fusion = pytest.importorskip("medfuse.fusion")
     p = Predictor(json_models["conv3d"], plans=PLANS, stage=1)
     full = p.predict(ct.image, geometry=ct.geometry)
     acc = fusion.ProbabilityAccumulator(3, ct.shape)
@@ -256,7 +255,6 @@ def test_folder_end_to_end_is_read_back(json_models, image_folder, tmp_path):
 
 
 def test_predicted_folders_are_fused(json_models, image_folder, tmp_path):
-    pytest.importorskip("medfuse.fusion")  # the fusion module (contract A) is written in parallel
     from medfuse.ensemble import fuse_folders
 
     images, cases = image_folder

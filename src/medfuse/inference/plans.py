@@ -156,8 +156,8 @@ class Plans:
             if s not in KNOWN_SCHEMES:
                 raise ValidationError(
                     f"normalisation scheme of modality {k} ({modalities[k]!r}){where} must be one of "
-                    f"{list(KNOWN_SCHEMES)}; got {s!r}. medfuse only reproduces nnU-Net v1's schemes; "
-                    "a custom preprocessor needs its own preprocessing before Predictor.predict_preprocessed."
+                    f"{list(KNOWN_SCHEMES)}; got {s!r}. medfuse reproduces nnU-Net v1's schemes only; check that "
+                    "this is the plans file the models were trained with."
                 )
             schemes.append(s)
 

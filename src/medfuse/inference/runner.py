@@ -764,7 +764,7 @@ class Predictor:
             total = total + pred.timings + Timings(write=time.perf_counter() - t0)
             written.append(case)
         return InferenceReport(output=out_dir, written=tuple(written), skipped=tuple(skipped),
-                               timings=total + Timings(load=0.0), config=self.config, models=self.models)
+                               timings=total, config=self.config, models=self.models)
 
 
 def _with_timings(pred: CasePrediction, timings: Timings) -> CasePrediction:
