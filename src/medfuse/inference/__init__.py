@@ -15,12 +15,14 @@ The building blocks are public too: :func:`plan_config` (the pure Paddle configu
 from __future__ import annotations
 
 from .cascade import cascade_channels
+from .casefiles import find_cases
 from .config import ConfigPlan, PaddleEnvironment, apply_config, plan_config
 from .models import LoadedModel, ModelFiles, ModelSignature, find_model, find_models, load_model, read_signature
 from .plans import IntensityProperties, Plans, StagePlan, load_plans
 from .preprocess import PreprocessedCase, nonzero_bbox, normalize, preprocess
 from .resample import resample_volume, resize_labels, separate_z_axis
-from .runner import CasePrediction, InferenceReport, Predictor, Timings, find_cases
+from .results import CasePrediction, InferenceReport, Timings
+from .runner import Predictor
 from .sliding import gaussian_importance_map, mirror_combinations, predict_sliding_window, tile_starts
 
 __all__ = [

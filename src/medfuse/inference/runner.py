@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,145 +28,23 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 from .._progress import progress_bar
 from .._validation import describe
 from ..errors import FormatError, GeometryMismatchError, ValidationError
-from ..geometry import Box, Geometry, paste_into_box
+from ..geometry import Geometry, paste_into_box
 from .cascade import cascade_channels
+from .casefiles import check_headers, find_cases, find_lowres
 from .config import ConfigPlan, Device, OneDNN, PaddleEnvironment, plan_config
 from .models import LoadedModel, ModelFiles, ModelSignature, find_models, load_model, read_signature
 from .plans import Plans, StagePlan, load_plans
 from .preprocess import PreprocessedCase, preprocess
 from .resample import iter_resampled, separate_z_axis
+from .results import CasePrediction, InferenceReport, Timings
 from .sliding import Stopwatch, mirror_combinations, predict_sliding_window
 
-__all__ = ["CasePrediction", "InferenceReport", "Predictor", "Timings", "find_cases"]
+__all__ = ["Predictor"]
 
 log = logging.getLogger("medfuse.inference")
 
 #: bytes of network input + output per batch that the automatic batch size aims for
 _BATCH_BYTES = 256 * 2**20
-
-_IMAGE_RE = re.compile(r"^(?P<case>.+)_(?P<mod>\d{4})\.nii(\.gz)?$")
-
-
-@dataclass(frozen=True)
-class Timings:
-    """Seconds spent per phase (summed over cases for a folder).
-
-    ``predictor`` is the time inside Paddle (copy in, run, copy out); ``preprocess``, ``tiling``
-    (padding, flips, Gaussian weighting, accumulation) and ``resample`` (back to the original spacing,
-    argmax) are medfuse's own work around it; ``load``, ``read`` and ``write`` are model loading and file IO.
-    """
-
-    load: float = 0.0
-    read: float = 0.0
-    preprocess: float = 0.0
-    predictor: float = 0.0
-    tiling: float = 0.0
-    resample: float = 0.0
-    write: float = 0.0
-
-    @property
-    def compute(self) -> float:
-        """Preprocessing, prediction and resampling (no model loading, no file IO)."""
-        return self.preprocess + self.predictor + self.tiling + self.resample
-
-    @property
-    def outside_predictor_share(self) -> float:
-        """Share of :attr:`compute` spent outside the network (0 when nothing was computed)."""
-        total = self.compute
-        return (total - self.predictor) / total if total > 0 else 0.0
-
-    def __add__(self, other: Timings) -> Timings:
-        return Timings(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
-
-    @classmethod
-    def _from(cls, watch: Stopwatch) -> Timings:
-        return cls(**{k: watch.seconds.get(k, 0.0) for k in cls.__dataclass_fields__})
-
-
-@dataclass(frozen=True)
-class CasePrediction:
-    """The prediction of one case.
-
-    Attributes
-    ----------
-    probabilities : ndarray of shape (C, *crop sizes) or None
-        Class probabilities (background first) at the original spacing, covering ``crop_bbox`` only (the
-        v1 layout's ``.npz``); None when they were streamed elsewhere.
-    labels : ndarray of shape (Z, Y, X), uint8, or None
-        Argmax (ties to the lower class) in the full original geometry, background outside the crop box.
-    crop_bbox : tuple of (int, int)
-    geometry : Geometry
-        The image's full original geometry.
-    size_after_resampling : tuple of int
-        Network grid, transposed order.
-    spacing_after_resampling : tuple of float
-        Network spacing, transposed order.
-    timings : Timings
-    """
-
-    probabilities: NDArray[np.floating[Any]] | None
-    labels: NDArray[np.integer[Any]] | None
-    crop_bbox: Box
-    geometry: Geometry
-    num_classes: int
-    size_after_resampling: tuple[int, ...]
-    spacing_after_resampling: tuple[float, ...]
-    timings: Timings = field(default_factory=Timings)
-
-    def properties(self) -> dict[str, Any]:
-        """Extra v1 properties (``size_after_resampling``, ``spacing_after_resampling``, ...)."""
-        return {
-            "size_after_cropping": tuple(hi - lo for lo, hi in self.crop_bbox),
-            "size_after_resampling": tuple(self.size_after_resampling),
-            "spacing_after_resampling": np.asarray(self.spacing_after_resampling, dtype=np.float64),
-        }
-
-
-@dataclass(frozen=True)
-class InferenceReport:
-    """What :meth:`Predictor.predict_folder` did."""
-
-    output: Path
-    written: tuple[str, ...]
-    skipped: tuple[str, ...]
-    timings: Timings
-    config: tuple[ConfigPlan, ...]
-    models: tuple[ModelFiles, ...]
-
-
-def find_cases(folder: str | os.PathLike[str], *, num_modalities: int) -> dict[str, tuple[Path, ...]]:
-    """Cases of an nnU-Net-style image folder: ``<case>_0000.nii.gz``, ``<case>_0001.nii.gz``, ...
-
-    Returns
-    -------
-    dict of str to tuple of Path
-        Case name -> one file per modality, in modality order; sorted by case name.
-    """
-    p = Path(folder)
-    if not p.is_dir():
-        raise FormatError(f"image folder {str(p)!r} does not exist.")
-    found: dict[str, dict[int, Path]] = {}
-    for f in sorted(p.iterdir()):
-        m = _IMAGE_RE.match(f.name)
-        if m and f.is_file():
-            found.setdefault(m.group("case"), {})[int(m.group("mod"))] = f
-    if not found:
-        raise FormatError(f"no images in {str(p)!r}: expected nnU-Net names `<case>_0000.nii.gz` (one file per "
-                          "modality: _0000, _0001, ...).")
-    out: dict[str, tuple[Path, ...]] = {}
-    bad: list[str] = []
-    for case in sorted(found):
-        mods = found[case]
-        if sorted(mods) != list(range(num_modalities)):
-            bad.append(f"{case}: {[f'_{k:04d}' for k in sorted(mods)]}")
-            continue
-        out[case] = tuple(mods[k] for k in range(num_modalities))
-    if bad:
-        want = ", ".join(f"_{k:04d}" for k in range(num_modalities))
-        raise FormatError(f"the plans have {num_modalities} modalities ({want}) but these cases in {str(p)!r} "
-                          f"have other files: {'; '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}.")
-    return out
-
 
 def _io() -> Any:
     from .. import io
@@ -703,39 +579,8 @@ class Predictor:
             )
         if not self.is_cascade and lowres is not None:
             raise ValidationError("`lowres` is only for cascade full-res models; these models take the image only.")
-        low_files: dict[str, Path] = {}
-        if lowres is not None:
-            low_dir = Path(lowres)
-            if not low_dir.is_dir():
-                raise FormatError(f"low-res folder {str(low_dir)!r} does not exist.")
-            absent = []
-            for case in found:
-                f = next((c for c in (low_dir / f"{case}.nii.gz", low_dir / f"{case}.nii") if c.is_file()), None)
-                if f is None:
-                    absent.append(case)
-                else:
-                    low_files[case] = f
-            if absent:
-                raise FormatError(f"the low-res folder {str(low_dir)!r} has no `<case>.nii.gz` for "
-                                  f"{absent[:10]}{' ...' if len(absent) > 10 else ''}; run the low-res stage first.")
-        # headers first: a bad case fails now, not after an hour of prediction
-        for case, files in found.items():
-            geos = [io.read_geometry(f) for f in files]
-            for f, g in zip(files, geos, strict=True):
-                if len(g.shape) != 3:
-                    raise ValidationError(f"image {str(f)!r} must be a 3D volume; it has shape {g.shape}.")
-                diff = geos[0].differences(g)
-                if diff:
-                    raise GeometryMismatchError(f"case {case}: {str(f)!r} differs from {str(files[0])!r}: "
-                                                f"{'; '.join(diff)}.")
-            if case in low_files:
-                lg = io.read_geometry(low_files[case])
-                diff = geos[0].differences(lg)
-                if diff:
-                    raise GeometryMismatchError(
-                        f"case {case}: the low-res segmentation {str(low_files[case])!r} does not match the image "
-                        f"{str(files[0])!r}: {'; '.join(diff)}."
-                    )
+        low_files = find_lowres(lowres, found) if lowres is not None else {}
+        check_headers(found, low_files)  # a bad case fails now, not after an hour of prediction
         out_dir.mkdir(parents=True, exist_ok=True)
         if self._plans_source is not None:
             src = Path(self._plans_source)
