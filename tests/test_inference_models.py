@@ -131,3 +131,13 @@ def test_signature_dynamic_sizes():
     sig = ModelSignature(input_shape=(-1, -1, -1, -1))
     assert sig.channels is None and sig.spatial_shape is None and sig.spatial_dims == 2
     assert ModelSignature().spatial_dims is None
+
+
+def test_importing_the_inference_package_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, medfuse.inference, medfuse.commands.infer; "
+            "heavy = [m for m in ('paddle', 'scipy', 'numba', 'SimpleITK') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
