@@ -27,6 +27,8 @@ from medfuse.metrics import (
 
 INT_DTYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.uint64, np.int64]
 BIG_ENDIAN = [">u2", ">i2", ">u4", ">i4", ">u8", ">i8"]
+#: empty, single voxel, odd sizes, and sizes around the kernel's 128/512-voxel blocks
+SHAPES = [(0,), (1,), (1, 1, 1), (3, 5, 7), (2, 0, 4), (65,), (130,), (512,), (1025,), (17, 33, 129)]
 
 
 def blocky(rng: np.random.Generator, shape: tuple[int, ...], k: int, dtype: object = np.uint8,
@@ -39,13 +41,13 @@ def blocky(rng: np.random.Generator, shape: tuple[int, ...], k: int, dtype: obje
     return a.reshape(shape).astype(dtype)
 
 
-def pair(rng: np.random.Generator, shape: tuple[int, ...], k: int, dtype: object = np.uint8
-         ) -> tuple[np.ndarray, np.ndarray]:
-    reference = blocky(rng, shape, k, dtype)
+def pair(rng: np.random.Generator, shape: tuple[int, ...], k: int, dtype: object = np.uint8, *,
+         run: int = 37, changed: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    reference = blocky(rng, shape, k, dtype, run=run, noise=changed / 2)
     prediction = reference.copy()
     n = prediction.size
     if n:
-        change = rng.random(n) < 0.1
+        change = rng.random(n) < changed
         flat = prediction.reshape(-1)
         flat[change] = rng.integers(0, k, size=int(change.sum())).astype(dtype)
     return reference, prediction
@@ -60,13 +62,22 @@ def kernel_path(request, monkeypatch):
 
 # ------------------------------------------------------------------------------------ confusion_matrix
 @pytest.mark.parametrize("dtype", INT_DTYPES)
-@pytest.mark.parametrize("shape", [(0,), (1,), (1, 1, 1), (3, 5, 7), (2, 0, 4), (64,), (65,), (130,), (17, 33, 129)])
+@pytest.mark.parametrize("shape", SHAPES)
 def test_confusion_matrix_matches_reference(rng, dtype, shape, kernel_path):
     reference, prediction = pair(rng, shape, 6, dtype)
     np.testing.assert_array_equal(confusion_matrix(reference, prediction),
                                   ref_impl.confusion_matrix(reference, prediction))
     np.testing.assert_array_equal(confusion_matrix(reference, prediction, num_classes=9),
                                   ref_impl.confusion_matrix(reference, prediction, 9))
+
+
+@pytest.mark.parametrize("run", [150, 700, 5000])
+def test_confusion_matrix_long_runs(rng, run, kernel_path):
+    # runs longer than the kernel's 128- and 512-voxel blocks: the uniform-block paths count most voxels
+    for dtype in (np.uint8, ">i4"):
+        reference, prediction = pair(rng, (6, 50, 347), 7, dtype, run=run, changed=0.0005)
+        np.testing.assert_array_equal(confusion_matrix(reference, prediction),
+                                      ref_impl.confusion_matrix(reference, prediction))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64])
