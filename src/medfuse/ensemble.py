@@ -1,0 +1,631 @@
+"""Folder-level jobs: fuse the prediction folders of several models, evaluate a folder against references.
+
+These functions sit at the edge: they read folders through :mod:`medfuse.io`, fuse with the streaming
+accumulators of :mod:`medfuse.fusion`, score with :mod:`medfuse.metrics` and write atomically. Cases are
+the unit of work; ``executor=`` takes any :class:`concurrent.futures.Executor` (a Dask
+``distributed.Client.get_executor()`` included) and runs cases on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._progress import prefetch, progress_bar
+from ._version import __version__
+from .errors import CaseMismatchError, GeometryMismatchError, ValidationError
+from .geometry import Geometry, paste_into_box
+
+__all__ = ["Evaluation", "FusionReport", "evaluate_folder", "fuse_folders"]
+
+Method = Literal["mean", "vote"]
+Box = tuple[tuple[int, int], ...]
+PathLike = str | os.PathLike[str]
+
+FUSION_JSON = "fusion.json"
+
+
+# ----------------------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class FusionReport:
+    """What :func:`fuse_folders` did.
+
+    Attributes
+    ----------
+    output : Path
+        The output folder.
+    members : tuple of str
+        Member folders, in the order the weights refer to.
+    layouts : tuple of str
+        Each member's layout (``"v1"``, ``"v2"`` or ``"labels"``).
+    method : {"mean", "vote"}
+    weights : list or None
+        The weights as given: per member, or per member and class.
+    cases : tuple of str
+        Every case of the ensemble.
+    written : tuple of str
+        Cases fused in this run.
+    skipped : tuple of str
+        Cases already in ``output`` from an earlier, identical run (resumed).
+    seconds : dict of str to float
+        Wall time per fused case.
+    """
+
+    output: Path
+    members: tuple[str, ...]
+    layouts: tuple[str, ...]
+    method: Method
+    weights: list[Any] | None
+    cases: tuple[str, ...]
+    written: tuple[str, ...]
+    skipped: tuple[str, ...]
+    seconds: dict[str, float] = field(default_factory=dict)
+    postprocessing: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "medfuse_version": __version__,
+            "members": list(self.members),
+            "layouts": list(self.layouts),
+            "method": self.method,
+            "weights": self.weights,
+            "postprocessing": self.postprocessing,
+            "cases": list(self.cases),
+            "seconds_per_case": dict(sorted(self.seconds.items())),
+            "versions": _versions(),
+        }
+
+
+def _versions() -> dict[str, str]:
+    import numba
+
+    return {"medfuse": __version__, "numpy": np.__version__, "numba": numba.__version__,
+            "python": platform.python_version()}
+
+
+# ----------------------------------------------------------------------------------------- validation
+def _as_member_paths(members: Sequence[PathLike] | PathLike) -> list[Path]:
+    if isinstance(members, (str, os.PathLike)):
+        raise ValidationError("`members` must be a sequence of folders (one per model); got a single path "
+                              f"{str(members)!r}. Wrap it in a list, and give at least two for an ensemble.")
+    paths = [Path(m) for m in members]
+    if not paths:
+        raise ValidationError("`members` must name at least one prediction folder; got an empty sequence.")
+    for p in paths:
+        if not p.is_dir():
+            raise ValidationError(f"`members` must be folders of predictions; {str(p)!r} is not a folder.")
+    resolved = [p.resolve() for p in paths]
+    dupes = sorted({str(p) for p in resolved if resolved.count(p) > 1})
+    if dupes:
+        raise ValidationError(f"`members` names the same folder more than once: {dupes}; give each model "
+                              "once and use `weights` to count one model more.")
+    return paths
+
+
+def _as_fusion_weights(weights: ArrayLike | None, n_members: int) -> NDArray[np.float64] | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim not in (1, 2) or w.shape[0] != n_members:
+        raise ValidationError(
+            f"`weights` must have one entry per member ({n_members}), or one row per member and one column "
+            f"per class; got shape {w.shape}."
+        )
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValidationError(f"`weights` must be finite and non-negative; got {w.tolist()}.")
+    if not np.any(w > 0):
+        raise ValidationError("`weights` must not all be zero: at least one member must count.")
+    return w
+
+
+def _check_output(output: Path, members: Sequence[Path]) -> None:
+    out = output.resolve()
+    for m in members:
+        if out == m.resolve():
+            raise ValidationError(f"`output` {str(output)!r} is one of the input folders; medfuse never writes "
+                                  "into an input folder. Choose a new folder.")
+    if output.exists() and not output.is_dir():
+        raise ValidationError(f"`output` {str(output)!r} exists and is not a folder.")
+
+
+def _common_cases(folders: Sequence[Any], selected: Sequence[str] | None) -> list[str]:
+    """The cases to fuse: all of them (every member must hold the same set) or the ``selected`` ones."""
+    sets = [set(f.cases) for f in folders]
+    union: set[str] = set().union(*sets)
+    wanted = union if selected is None else set(selected)
+    lacking = []
+    for f, s in zip(folders, sets, strict=True):
+        missing = sorted(wanted - s)
+        if missing:
+            more = " ..." if len(missing) > 10 else ""
+            lacking.append(f"{str(f.path)!r} lacks {len(missing)}: {missing[:10]}{more}")
+    if lacking:
+        hint = "" if selected is not None else (
+            " Re-run the missing predictions, or pass `cases=` to fuse the common ones.")
+        raise CaseMismatchError(
+            "member folders do not all hold the cases to fuse: " + "; ".join(lacking) + "." + hint)
+    if not wanted:
+        raise CaseMismatchError("the member folders hold no case to fuse.")
+    return sorted(wanted)
+
+
+# --------------------------------------------------------------------------------------------- boxes
+def _union_box(boxes: Iterable[Box], ndim: int) -> Box | None:
+    """Smallest box holding every non-empty box; None when there is none."""
+    kept = [b for b in boxes if all(hi > lo for lo, hi in b)]
+    if not kept:
+        return None
+    return tuple((min(b[d][0] for b in kept), max(b[d][1] for b in kept)) for d in range(ndim))
+
+
+def _box_of(source: Any) -> Box:
+    return tuple((int(lo), int(hi)) for lo, hi in source.crop_bbox)
+
+
+def _foreground_box(labels: NDArray[Any]) -> Box | None:
+    if labels.size == 0:
+        return None
+    box = []
+    for axis in range(labels.ndim):
+        other = tuple(a for a in range(labels.ndim) if a != axis)
+        nz = np.flatnonzero(labels.any(axis=other))
+        if nz.size == 0:
+            return None
+        box.append((int(nz[0]), int(nz[-1]) + 1))
+    return tuple(box)
+
+
+def _relative(box: Box, domain: Box) -> Box:
+    return tuple((b0 - d0, b1 - d0) for (b0, b1), (d0, _) in zip(box, domain, strict=True))
+
+
+def _crop(array: NDArray[Any], box: Box) -> NDArray[Any]:
+    return array[tuple(slice(b0, b1) for b0, b1 in box)]
+
+
+# ------------------------------------------------------------------------------------------ per case
+@dataclass(frozen=True)
+class _CaseJob:
+    """Everything a worker needs to fuse one case (picklable: paths and numbers only)."""
+
+    case: str
+    members: tuple[str, ...]
+    method: Method
+    weights: NDArray[np.float64] | None
+    output: str
+    postprocessing: dict[str, Any] | None
+    save_probabilities: bool
+
+
+def _member_weight(weights: NDArray[np.float64] | None, m: int, num_classes: int, folder: str) -> NDArray[np.float64]:
+    if weights is None:
+        return np.ones(num_classes)
+    row = weights[m]
+    if row.ndim == 0:
+        return np.full(num_classes, float(row))
+    if row.shape[0] != num_classes:
+        raise ValidationError(f"`weights` has {row.shape[0]} per-class columns but member {folder!r} has "
+                              f"{num_classes} classes; give one column per class (background included).")
+    return np.asarray(row, dtype=np.float64)
+
+
+def _streaming_argmax(source: Any) -> NDArray[np.uint8]:
+    """Label map (over the source's crop box) of a probability member, one channel at a time."""
+    best: NDArray[np.float32] | None = None
+    labels: NDArray[Any] | None = None
+    mask: NDArray[np.bool_] | None = None
+    for c, channel in prefetch(source.iter_channels()):
+        if best is None:
+            best = channel.astype(np.float32)
+            dtype = np.uint8 if source.num_classes <= 256 else np.uint16
+            labels = np.zeros(channel.shape, dtype=dtype)
+            mask = np.empty(channel.shape, dtype=np.bool_)
+            continue
+        np.greater(channel, best, out=mask)  # strict: ties keep the lower class
+        labels[mask] = c  # type: ignore[index]
+        np.maximum(best, channel, out=best)
+    if labels is None:
+        raise ValidationError(f"case {source.name!r} in {str(source.folder.path)!r} has no probability channel.")
+    return labels
+
+
+def _fuse_case(job: _CaseJob) -> tuple[str, float]:
+    """Fuse one case and write it; returns (case, seconds). Runs in a worker."""
+    from . import io
+    from .fusion import ProbabilityAccumulator, VoteAccumulator
+
+    t0 = time.perf_counter()
+    sources = [io.open_folder(folder).case(job.case) for folder in job.members]
+    geometry: Geometry = io.check_same_geometry(sources)
+    shape = geometry.shape
+    prob_classes = {int(s.num_classes) for s in sources if s.has_probabilities and s.num_classes is not None}
+    if len(prob_classes) > 1:
+        detail = ", ".join(f"{str(s.folder.path)!r}: {s.num_classes}" for s in sources if s.has_probabilities)
+        raise ValidationError(f"case {job.case!r}: probability members disagree on the number of classes ({detail}).")
+
+    # The domain that can hold foreground: crop boxes of probability members, foreground of hard members.
+    hard_boxes: list[Box | None] = []
+    max_hard_label = 0
+    for s in sources:
+        if s.has_probabilities:
+            continue
+        lab = s.read_labels()
+        max_hard_label = max(max_hard_label, int(lab.max()) if lab.size else 0)
+        hard_boxes.append(_foreground_box(lab))
+        del lab
+    num_classes = prob_classes.pop() if prob_classes else max(max_hard_label + 1, 2)
+    if max_hard_label >= num_classes:
+        raise ValidationError(f"case {job.case!r}: a label-map member holds label {max_hard_label}, but the "
+                              f"probability members have only {num_classes} classes (0..{num_classes - 1}).")
+    full: Box = tuple((0, n) for n in shape)
+    boxes = [_box_of(s) for s in sources if s.has_probabilities]
+    domain = _union_box([*boxes, *(b for b in hard_boxes if b is not None)], len(shape)) or full
+    domain_shape = tuple(b1 - b0 for b0, b1 in domain)
+
+    fused_probs: NDArray[np.float32] | None = None
+    method = job.method if any(s.has_probabilities for s in sources) else "vote"
+    if method == "mean":
+        acc = ProbabilityAccumulator(num_classes, domain_shape)
+        for m, s in enumerate(sources):
+            w = _member_weight(job.weights, m, num_classes, str(s.folder.path))
+            if s.has_probabilities:
+                rel = _relative(_box_of(s), domain)
+                for c, channel in prefetch(s.iter_channels()):
+                    acc.add_channel(c, channel, weight=float(w[c]), box=rel)
+            else:
+                acc.add(_crop(s.read_labels(), domain), weight=w)
+        labels = acc.labels()
+        if job.save_probabilities:
+            fused_probs = acc.probabilities()
+        del acc
+    else:
+        vote = VoteAccumulator(num_classes, domain_shape)
+        for m, s in enumerate(sources):
+            w = _member_weight(job.weights, m, num_classes, str(s.folder.path))
+            if np.ptp(w) > 0:
+                raise ValidationError("`weights` per class are not defined for method='vote'; give one weight "
+                                      "per member.")
+            if s.has_probabilities:
+                member = paste_into_box(_streaming_argmax(s), _relative(_box_of(s), domain),
+                                        domain_shape, fill=0)
+            else:
+                member = _crop(s.read_labels(), domain)
+            vote.add(member, weight=float(w[0]))
+            del member
+        labels = vote.labels()
+        del vote
+
+    if job.postprocessing is not None:
+        from .postprocess import Postprocessing, apply_postprocessing
+
+        pp = Postprocessing.read(job.postprocessing)
+        labels = apply_postprocessing(labels, pp, spacing_mm=geometry.spacing)
+
+    out_labels = paste_into_box(labels, domain, shape, fill=0)
+    out = Path(job.output)
+    if fused_probs is not None:
+        io.write_v1_case(out, job.case, probabilities=fused_probs.astype(np.float16), labels=out_labels,
+                         geometry=geometry, crop_bbox=[list(b) for b in domain])
+    else:
+        io.write_nifti(out / f"{job.case}.nii.gz", out_labels, geometry)
+    return job.case, time.perf_counter() - t0
+
+
+def _is_done(output: Path, case: str, save_probabilities: bool) -> bool:
+    names = [f"{case}.nii.gz"] + ([f"{case}.npz", f"{case}.pkl"] if save_probabilities else [])
+    return all((output / n).is_file() for n in names)
+
+
+def _settings(report: FusionReport) -> dict[str, Any]:
+    d = report.to_dict()
+    return {k: d[k] for k in ("members", "method", "weights", "postprocessing")}
+
+
+# ------------------------------------------------------------------------------------------- public
+def fuse_folders(
+    members: Sequence[PathLike],
+    output: PathLike,
+    *,
+    method: Method = "mean",
+    weights: ArrayLike | None = None,
+    postprocessing: PathLike | Mapping[str, Any] | None = None,
+    save_probabilities: bool = False,
+    cases: Sequence[str] | None = None,
+    executor: Executor | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> FusionReport:
+    """Fuse the prediction folders of several models into one folder of label maps.
+
+    Parameters
+    ----------
+    members : sequence of path
+        Prediction folders, one per model, in any mix of layouts: v1 (PaddleSeg MedicalSeg / nnU-Net v1,
+        ``<case>.npz`` ``softmax`` + ``<case>.pkl``), v2 (``probabilities``) or label maps only. A label-map
+        folder joins a probability ensemble as a hard (one-hot) member with its weight.
+    output : path
+        Folder to write ``<case>.nii.gz`` (uint8, original geometry) and ``fusion.json`` into. Never one of
+        the inputs. Files are written atomically; a re-run skips finished cases.
+    method : {"mean", "vote"}
+        ``"mean"``: argmax of the (weighted, per class normalised) mean probability; ties go to the lowest
+        class. ``"vote"``: (weighted) majority vote of each member's argmax; ties go to the lowest label.
+    weights : array_like of shape (M,) or (M, C), optional
+        Non-negative weights per member, or per member and class (``"mean"`` only). Equal when omitted.
+    postprocessing : path or mapping, optional
+        A PaddleSeg / nnU-Net ``postprocessing.json`` (or its content) applied to every fused case.
+    save_probabilities : bool
+        Also write the fused probabilities (v1 layout: ``<case>.npz`` ``softmax`` float16 over the union
+        of the members' crop boxes, plus ``<case>.pkl``), so the output can join another ensemble.
+    cases : sequence of str, optional
+        Fuse only these cases (all members must hold them). By default every case, and all members must
+        hold the same cases.
+    executor : concurrent.futures.Executor, optional
+        Runs cases in parallel (threads, processes, or a Dask ``Client.get_executor()``). Serial when
+        omitted; decoding still overlaps accumulation inside a case.
+    overwrite : bool
+        Recompute every case even when ``output`` holds results of an earlier run; without it, an earlier
+        run with different settings is an error (never a silent mix).
+    progress : bool
+        Show a progress bar (needs tqdm, extra ``progress``).
+
+    Returns
+    -------
+    FusionReport
+    """
+    from . import io
+
+    paths = _as_member_paths(members)
+    out = Path(output)
+    _check_output(out, paths)
+    if method not in ("mean", "vote"):
+        raise ValidationError(f"`method` must be 'mean' or 'vote'; got {method!r}.")
+    w = _as_fusion_weights(weights, len(paths))
+    if w is not None and w.ndim == 2 and method == "vote":
+        raise ValidationError("`weights` per member and class need method='mean'; give one weight per member "
+                              "for 'vote'.")
+    if save_probabilities and method != "mean":
+        raise ValidationError("`save_probabilities` needs method='mean' (a vote has no probabilities).")
+    pp_dict: dict[str, Any] | None = None
+    if postprocessing is not None:
+        from .postprocess import Postprocessing
+
+        pp_dict = Postprocessing.read(postprocessing).to_dict()
+
+    folders = [io.open_folder(p) for p in paths]
+    all_cases = _common_cases(folders, cases)
+    report = FusionReport(
+        output=out, members=tuple(str(p) for p in paths), layouts=tuple(f.layout for f in folders),
+        method=method, weights=None if w is None else w.tolist(), cases=tuple(all_cases), written=(),
+        skipped=(), postprocessing=pp_dict,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    previous = _read_previous(out)
+    settings = _settings(report)
+    if previous is not None and not overwrite and {k: previous.get(k) for k in settings} != settings:
+        raise ValidationError(
+            f"`output` {str(out)!r} holds the results of a fusion with other settings (see its {FUSION_JSON});"
+            " choose a new folder or pass overwrite=True to recompute every case."
+        )
+    done = set() if overwrite else {c for c in all_cases if _is_done(out, c, save_probabilities)}
+    todo = [c for c in all_cases if c not in done]
+    jobs = [_CaseJob(c, report.members, method, w, str(out), pp_dict, save_probabilities) for c in todo]
+    seconds: dict[str, float] = {}
+    if previous is not None and not overwrite:
+        seconds.update({c: s for c, s in previous.get("seconds_per_case", {}).items() if c in done})
+    try:
+        for case, sec in progress_bar(_run_jobs(_fuse_case, jobs, executor), enabled=progress,
+                                      total=len(jobs), desc="fuse"):
+            seconds[case] = sec
+    finally:
+        partial = FusionReport(**{**report.__dict__, "written": tuple(c for c in todo if c in seconds),
+                                  "skipped": tuple(sorted(done)), "seconds": seconds})
+        _write_json(out / FUSION_JSON, partial.to_dict())
+    return partial
+
+
+def _read_previous(out: Path) -> dict[str, Any] | None:
+    path = out / FUSION_JSON
+    if not path.is_file():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from .io import atomic_write
+
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], executor: Executor | None) -> Iterable[Any]:
+    """Yield ``fn(job)`` results as they complete; the first failure cancels what has not started."""
+    if executor is None:
+        for job in jobs:
+            yield fn(job)
+        return
+    futures: list[Future[Any]] = [executor.submit(fn, job) for job in jobs]
+    try:
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        for fut in futures:
+            fut.cancel()
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores of a prediction folder against references.
+
+    Attributes
+    ----------
+    summary : medfuse.metrics.CaseSummary
+        Per-case results, per-label means and the foreground mean.
+    files : dict of str to (str, str)
+        Reference and prediction file of each case.
+    labels : tuple of int
+        The labels scored.
+    """
+
+    summary: Any
+    files: dict[str, tuple[str, str]]
+    labels: tuple[int, ...]
+
+    @property
+    def foreground_mean_dice(self) -> float:
+        return float(self.summary.foreground_mean["dice"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """nnU-Net's ``summary.json`` structure (``metric_per_case``, ``mean``, ``foreground_mean``)."""
+        d: dict[str, Any] = self.summary.to_nnunet_dict(files=self.files)
+        return d
+
+
+def _case_files(folder: Path, what: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise ValidationError(f"`{what}` must be a folder of '<case>.nii.gz' files; got {str(folder)!r}.")
+    files = {p.name[: -len(".nii.gz")]: p for p in sorted(folder.glob("*.nii.gz")) if not p.name.startswith(".")}
+    if not files:
+        raise ValidationError(f"`{what}` folder {str(folder)!r} holds no '<case>.nii.gz' file.")
+    return files
+
+
+def _evaluate_case(item: tuple[str, str, str]) -> tuple[str, NDArray[np.int64], tuple[float, ...]]:
+    """Read one pair, check its geometry, return (case, confusion matrix, spacing_mm). Runs in a worker."""
+    from .io import read_nifti
+    from .metrics import confusion_matrix
+
+    case, ref_path, pred_path = item
+    reference, ref_geometry = read_nifti(ref_path)
+    prediction, pred_geometry = read_nifti(pred_path)
+    diff = ref_geometry.differences(pred_geometry)
+    if diff:
+        raise GeometryMismatchError(f"case {case!r}: prediction {pred_path!r} and reference {ref_path!r} differ: "
+                                    + "; ".join(diff) + ".")
+    return case, confusion_matrix(reference, prediction), ref_geometry.spacing
+
+
+def _pad(cm: NDArray[np.int64], k: int) -> NDArray[np.int64]:
+    out = np.zeros((k, k), dtype=np.int64)
+    out[: cm.shape[0], : cm.shape[1]] = cm
+    return out
+
+
+def evaluate_folder(
+    predictions: PathLike,
+    references: PathLike,
+    *,
+    labels: Sequence[int] | None = None,
+    ignore_label: int | None = None,
+    json_path: PathLike | None = None,
+    csv_path: PathLike | None = None,
+    plot_path: PathLike | None = None,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Score every ``<case>.nii.gz`` of a prediction folder against the reference of the same name.
+
+    Parameters
+    ----------
+    predictions, references : path
+        Folders of label maps, matched by case name. Every case must be in both; the error lists
+        the missing and extra ones. Each pair must share its geometry.
+    labels : sequence of int, optional
+        Foreground labels to score. By default every label present in any reference; a prediction that
+        holds a label outside that set is an error (pass ``labels=`` to score it anyway).
+    ignore_label : int, optional
+        Reference voxels with this label are left out (nnU-Net v2 semantics).
+    json_path, csv_path, plot_path : path, optional
+        Write nnU-Net's ``summary.json`` structure, a per-case CSV, a per-class Dice box plot (PNG).
+    executor : concurrent.futures.Executor, optional
+        Runs cases in parallel.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Evaluation
+    """
+    from .metrics import aggregate_cases, overlap_from_confusion
+
+    pred_dir, ref_dir = Path(predictions), Path(references)
+    preds, refs = _case_files(pred_dir, "predictions"), _case_files(ref_dir, "references")
+    missing, extra = sorted(set(refs) - set(preds)), sorted(set(preds) - set(refs))
+    if missing or extra:
+        raise CaseMismatchError(
+            f"predictions {str(pred_dir)!r} and references {str(ref_dir)!r} do not hold the same cases: "
+            f"{len(missing)} without prediction {missing[:10]}, {len(extra)} without reference {extra[:10]}."
+        )
+    if ignore_label is not None and labels is not None and ignore_label in labels:
+        raise ValidationError(f"`ignore_label` {ignore_label} must not be one of `labels` {list(labels)}.")
+    cases = sorted(refs)
+    items = [(c, str(refs[c]), str(preds[c])) for c in cases]
+    matrices: dict[str, NDArray[np.int64]] = {}
+    spacings: dict[str, tuple[float, ...]] = {}
+    for case, cm, spacing in progress_bar(_run_jobs(_evaluate_case, items, executor), enabled=progress,
+                                          total=len(items), desc="evaluate"):
+        matrices[case], spacings[case] = cm, spacing
+    k = max(cm.shape[0] for cm in matrices.values())
+    if ignore_label is not None:
+        k = max(k, ignore_label + 1)
+    matrices = {c: _pad(cm, k) for c, cm in matrices.items()}
+    if ignore_label is not None:
+        for cm in matrices.values():
+            cm[ignore_label, :] = 0  # reference voxels with the ignore label do not count at all
+    total = np.sum(list(matrices.values()), axis=0)
+    in_reference = {int(v) for v in np.flatnonzero(total.sum(axis=1))} - {0}
+    in_prediction = {int(v) for v in np.flatnonzero(total.sum(axis=0))} - {0}
+    if labels is None:
+        chosen = tuple(sorted(in_reference - ({ignore_label} if ignore_label is not None else set())))
+        pred_only = sorted(in_prediction - set(chosen) - ({ignore_label} if ignore_label is not None else set()))
+        if pred_only:
+            offenders = [c for c in cases if matrices[c][:, pred_only].sum() > 0]
+            raise ValidationError(
+                f"predictions hold labels {pred_only} that no reference holds (cases {offenders[:10]}); "
+                "pass `labels=` to score them as false positives, or fix the label mapping."
+            )
+    else:
+        chosen = tuple(sorted(int(v) for v in labels))
+        if any(v <= 0 for v in chosen):
+            raise ValidationError(f"`labels` must be foreground labels (>= 1); got {list(chosen)}.")
+        k_needed = max(chosen, default=0) + 1
+        if k_needed > k:
+            matrices = {c: _pad(cm, k_needed) for c, cm in matrices.items()}
+    results = {c: overlap_from_confusion(matrices[c], labels=chosen, spacing_mm=spacings[c]) for c in cases}
+    summary = aggregate_cases(dict(sorted(results.items())))
+    files = {c: (str(refs[c]), str(preds[c])) for c in cases}
+    evaluation = Evaluation(summary=summary, files=files, labels=chosen)
+    if json_path is not None:
+        _write_json(Path(json_path), evaluation.to_dict())
+    if csv_path is not None:
+        summary.to_csv(Path(csv_path))
+    if plot_path is not None:
+        from .plots import dice_boxplot
+
+        dice_boxplot({"predictions": summary}, Path(plot_path))
+    return evaluation
+
