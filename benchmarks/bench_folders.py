@@ -73,6 +73,7 @@ def linked_copies(folders: list[Path], n: int, root: Path) -> list[Path]:
 def run_paddleseg_baseline(members: list[str], output: str) -> None:
     """PaddleSeg MedicalSeg ``ensemble.py`` algorithm: stack every member, mean, argmax, paste, write."""
     from medfuse import io
+    from medfuse.io.v1 import v1_geometry
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +86,7 @@ def run_paddleseg_baseline(members: list[str], output: str) -> None:
         seg = np.zeros(tuple(int(s) for s in props["original_size_of_raw_data"]), dtype=np.uint8)
         (z0, z1), (y0, y1), (x0, x1) = props["crop_bbox"]
         seg[z0:z1, y0:y1, x0:x1] = seg_cropped
-        geometry = io.v1_geometry(props, source=case) if hasattr(io, "v1_geometry") else None
+        geometry = v1_geometry(props, source=case)
         io.write_nifti(out / f"{case}.nii.gz", seg, geometry)
 
 

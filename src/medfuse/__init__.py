@@ -47,17 +47,29 @@ _LAZY: dict[str, str] = {
     "keep_largest_component": "postprocess",
     "apply_postprocessing": "postprocess",
     "Postprocessing": "postprocess",
+    "determine_postprocessing": "postprocess",
     # folders
     "fuse_folders": "ensemble",
     "evaluate_folder": "ensemble",
-    "make_submission": "ensemble",
-    "validate_submission": "ensemble",
+    "FusionReport": "ensemble",
+    "Evaluation": "ensemble",
+    # io
+    "open_folder": "io",
+    "read_nifti": "io",
+    "write_nifti": "io",
+    "write_v1_case": "io",
+    "check_same_geometry": "io",
+    # submission
+    "make_submission": "submission",
+    "validate_submission": "submission",
+    # inference
+    "Predictor": "inference",
     # selection
     "search_ensembles": "search",
 }
 
 _SUBMODULES = {"synthetic", "io", "inference", "metrics", "fusion", "postprocess", "ensemble", "search",
-               "staple", "geometry", "errors"}
+               "staple", "geometry", "errors", "submission", "demo", "plots"}
 
 __all__ = [
     "CaseMismatchError",
@@ -89,7 +101,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .ensemble import evaluate_folder, fuse_folders, make_submission, validate_submission
+    from .ensemble import Evaluation, FusionReport, evaluate_folder, fuse_folders
+    from .inference import Predictor
+    from .io import check_same_geometry, open_folder, read_nifti, write_nifti, write_v1_case
     from .fusion import (
         ProbabilityAccumulator,
         VoteAccumulator,
@@ -99,6 +113,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         softmax,
     )
     from .metrics import LabelOverlap, OverlapResult, aggregate_cases, confusion_matrix, dice, overlap
-    from .postprocess import Postprocessing, apply_postprocessing, keep_largest_component
+    from .postprocess import Postprocessing, apply_postprocessing, determine_postprocessing, keep_largest_component
     from .search import search_ensembles
     from .staple import staple
+    from .submission import make_submission, validate_submission
