@@ -239,10 +239,38 @@ def _streaming_argmax(source: Any) -> NDArray[np.uint8]:
     return labels
 
 
+def _mean_class_major(sources: Sequence[Any], job: _CaseJob, num_classes: int, domain: Box,
+                      domain_shape: tuple[int, ...]) -> tuple[NDArray[Any], NDArray[np.float16] | None]:
+    """Weighted mean + argmax, reading every member's class c before any member's class c + 1."""
+    from ._channel_fusion import ClassMajorMean, class_major_channels
+
+    weights = np.stack([_member_weight(job.weights, m, num_classes, str(s.folder.path))
+                        for m, s in enumerate(sources)])
+    fuser = ClassMajorMean(num_classes, domain_shape, keep_probabilities=job.save_probabilities)
+    hard = {m: _crop(s.read_labels(), domain) for m, s in enumerate(sources) if not s.has_probabilities}
+    boxes = {m: _relative(_box_of(s), domain) for m, s in enumerate(sources) if s.has_probabilities}
+    streams = [s.iter_channels() if s.has_probabilities else None for s in sources]
+    names = [f"{str(s.folder.path)!r} case {s.name!r}" for s in sources]
+    channels = class_major_channels(streams, num_classes, names=names)
+    for c in range(num_classes):
+        fuser.begin_class(c)
+        for m in range(len(sources)):
+            if m in hard:
+                fuser.add_labels(hard[m], weight=float(weights[m, c]))
+                continue
+            got_c, got_m, channel = next(channels)
+            if (got_c, got_m) != (c, m):  # pragma: no cover - class_major_channels keeps the order
+                raise RuntimeError("channel order")
+            fuser.add_probabilities(channel, weight=float(weights[m, c]), box=boxes[m])
+            del channel
+        fuser.end_class(float(weights[:, c].sum()))
+    return fuser.labels(), (fuser.probabilities() if job.save_probabilities else None)
+
+
 def _fuse_case(job: _CaseJob) -> tuple[str, float]:
     """Fuse one case and write it; returns (case, seconds). Runs in a worker."""
     from . import io
-    from .fusion import ProbabilityAccumulator, VoteAccumulator
+    from .fusion import VoteAccumulator
 
     t0 = time.perf_counter()
     sources = [io.open_folder(folder).case(job.case) for folder in job.members]
@@ -272,22 +300,10 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float]:
     domain = _union_box([*boxes, *(b for b in hard_boxes if b is not None)], len(shape)) or full
     domain_shape = tuple(b1 - b0 for b0, b1 in domain)
 
-    fused_probs: NDArray[np.float32] | None = None
+    fused_probs: NDArray[np.float16] | None = None
     method = job.method if any(s.has_probabilities for s in sources) else "vote"
     if method == "mean":
-        acc = ProbabilityAccumulator(num_classes, domain_shape)
-        for m, s in enumerate(sources):
-            w = _member_weight(job.weights, m, num_classes, str(s.folder.path))
-            if s.has_probabilities:
-                rel = _relative(_box_of(s), domain)
-                for c, channel in prefetch(s.iter_channels()):
-                    acc.add_channel(c, channel, weight=float(w[c]), box=rel)
-            else:
-                acc.add(_crop(s.read_labels(), domain), weight=w)
-        labels = acc.labels()
-        if job.save_probabilities:
-            fused_probs = acc.probabilities()
-        del acc
+        labels, fused_probs = _mean_class_major(sources, job, num_classes, domain, domain_shape)
     else:
         vote = VoteAccumulator(num_classes, domain_shape)
         for m, s in enumerate(sources):
@@ -314,7 +330,7 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float]:
     out_labels = paste_into_box(labels, domain, shape, fill=0)
     out = Path(job.output)
     if fused_probs is not None:
-        io.write_v1_case(out, job.case, probabilities=fused_probs.astype(np.float16), labels=out_labels,
+        io.write_v1_case(out, job.case, probabilities=fused_probs, labels=out_labels,
                          geometry=geometry, crop_bbox=[list(b) for b in domain])
     else:
         io.write_nifti(out / f"{job.case}.nii.gz", out_labels, geometry)

@@ -1,0 +1,142 @@
+"""Class-major folder fusion (kernels in medfuse._kernels.channelwise) against a float64 numpy twin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medfuse._channel_fusion import ClassMajorMean, _outside, class_major_channels
+from medfuse.errors import FormatError, ValidationError
+
+
+def _twin(shape, members, weights, c_count):
+    """Obvious version: paste every member into the full region, weighted mean per class, argmax (lowest)."""
+    sums = np.zeros((c_count, *shape))
+    totals = np.zeros(c_count)
+    for (kind, data, box), w in zip(members, weights, strict=True):
+        if kind == "labels":
+            onehot = (data[None] == np.arange(c_count)[:, None, None, None]).astype(np.float64)
+        else:
+            onehot = np.zeros((c_count, *shape))
+            onehot[0] = 1.0
+            onehot[(slice(None), *(slice(a, b) for a, b in box))] = data.astype(np.float64)
+        sums += np.asarray(w, dtype=np.float64)[:, None, None, None] * onehot
+        totals += w
+    mean = np.where(totals[:, None, None, None] > 0, sums / np.where(totals > 0, totals, 1)[:, None, None, None], 0)
+    return mean
+
+
+def _run(shape, members, weights, c_count, keep=False):
+    fuser = ClassMajorMean(c_count, shape, keep_probabilities=keep)
+    for c in range(c_count):
+        fuser.begin_class(c)
+        for (kind, data, box), w in zip(members, weights, strict=True):
+            if kind == "labels":
+                fuser.add_labels(data, weight=float(w[c]))
+            else:
+                fuser.add_probabilities(np.ascontiguousarray(data[c]), weight=float(w[c]), box=box)
+        fuser.end_class(float(sum(w[c] for w in weights)))
+    return fuser
+
+
+def _random_members(rng, shape, c_count, dtype, n_prob=3, with_labels=True):
+    members = []
+    for _ in range(n_prob):
+        box = tuple(sorted(rng.integers(0, s + 1, size=2)) for s in shape)
+        box = tuple((int(a), int(b)) for a, b in box)
+        sizes = tuple(b - a for a, b in box)
+        p = rng.random((c_count, *sizes))
+        p /= p.sum(axis=0, keepdims=True)
+        members.append(("probs", p.astype(dtype), box))
+    if with_labels:
+        members.append(("labels", rng.integers(0, c_count, size=shape).astype(np.uint8), None))
+    return members
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 5, 7), (6, 1, 9), (0, 4, 4), (8, 17, 33)])
+@pytest.mark.parametrize("per_class", [False, True])
+def test_matches_numpy_twin(rng, dtype, shape, per_class):
+    c_count = 4
+    members = _random_members(rng, shape, c_count, dtype)
+    if per_class:
+        weights = [rng.random(c_count) * 2 for _ in members]
+    else:
+        weights = [np.full(c_count, w) for w in rng.random(len(members)) + 0.1]
+    fuser = _run(shape, members, weights, c_count, keep=True)
+    # the twin sees the same (rounded) inputs in float64
+    mean = _twin(shape, members, weights, c_count)
+    srt = np.sort(mean, axis=0)
+    clear = (srt[-1] - srt[-2] > 1e-5) if mean.size else np.zeros(shape, bool)
+    np.testing.assert_array_equal(fuser.labels()[clear], mean.argmax(axis=0)[clear])
+    np.testing.assert_allclose(fuser.probabilities().astype(np.float64), mean, atol=2e-3)
+
+
+def test_ties_go_to_the_lowest_class():
+    shape = (2, 3, 4)
+    p = np.full((3, *shape), 1 / 3, dtype=np.float32)
+    fuser = _run(shape, [("probs", p, ((0, 2), (0, 3), (0, 4)))], [np.ones(3)], 3)
+    assert (fuser.labels() == 0).all()
+    p2 = np.zeros((3, *shape), dtype=np.float32)
+    p2[1] = p2[2] = 0.5
+    fuser = _run(shape, [("probs", p2, ((0, 2), (0, 3), (0, 4)))], [np.ones(3)], 3)
+    assert (fuser.labels() == 1).all()
+
+
+def test_non_contiguous_input_is_accepted(rng):
+    shape = (4, 6, 8)
+    big = rng.random((3, 8, 6, 8)).astype(np.float32)
+    view = big[:, ::2]  # non-contiguous
+    view = view / view.sum(axis=0, keepdims=True)
+    fuser = ClassMajorMean(3, shape)
+    for c in range(3):
+        fuser.begin_class(c)
+        fuser.add_probabilities(view[c], weight=1.0)
+        fuser.end_class(1.0)
+    np.testing.assert_array_equal(fuser.labels(), view.argmax(axis=0))
+
+
+def test_order_and_shape_errors(rng):
+    fuser = ClassMajorMean(3, (2, 2, 2))
+    with pytest.raises(ValidationError, match="in order"):
+        fuser.begin_class(1)
+    fuser.begin_class(0)
+    with pytest.raises(ValidationError, match="does not fit"):
+        fuser.add_probabilities(np.zeros((3, 3, 3), np.float32), weight=1.0)
+    with pytest.raises(ValidationError, match="only 0 of 3"):
+        fuser.labels()
+
+
+def test_outside_slabs_partition_the_complement(rng):
+    shape = (5, 6, 7)
+    box = ((1, 4), (0, 3), (2, 7))
+    mark = np.zeros(shape, int)
+    for region in _outside(shape, box):
+        mark[region] += 1
+    mark[tuple(slice(a, b) for a, b in box)] += 1
+    assert (mark == 1).all()
+
+
+def test_class_major_channels_order_and_bounded_read_ahead():
+    pulled = []
+
+    def stream(m, n):
+        for c in range(n):
+            pulled.append((c, m))
+            yield c, np.full(3, 10 * m + c)
+
+    streams = [stream(0, 4), None, stream(2, 4), stream(3, 4)]
+    out = []
+    for c, m, ch in class_major_channels(streams, 4, window=2):
+        out.append((c, m))
+        assert ch[0] == 10 * m + c
+        assert len(pulled) <= len(out) + 2  # never more than `window` channels ahead
+    assert out == [(c, m) for c in range(4) for m in (0, 2, 3)]
+
+
+def test_class_major_channels_short_stream_is_a_format_error():
+    def short():
+        yield 0, np.zeros(2)
+
+    with pytest.raises(FormatError, match="only 1 class"):
+        list(class_major_channels([short()], 3, names=["model_a case x"]))
