@@ -27,8 +27,8 @@ from medfuse.metrics import (
 
 INT_DTYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.uint64, np.int64]
 BIG_ENDIAN = [">u2", ">i2", ">u4", ">i4", ">u8", ">i8"]
-#: empty, single voxel, odd sizes, and sizes around the kernel's 128/512-voxel blocks
-SHAPES = [(0,), (1,), (1, 1, 1), (3, 5, 7), (2, 0, 4), (65,), (130,), (512,), (1025,), (17, 33, 129)]
+#: empty, single voxel, odd sizes, sizes around the kernel's 8-voxel words and 2048-voxel blocks
+SHAPES = [(0,), (1,), (1, 1, 1), (3, 5, 7), (2, 0, 4), (9,), (130,), (2048,), (2057,), (4103,), (17, 33, 129)]
 
 
 def blocky(rng: np.random.Generator, shape: tuple[int, ...], k: int, dtype: object = np.uint8,
@@ -71,9 +71,9 @@ def test_confusion_matrix_matches_reference(rng, dtype, shape, kernel_path):
                                   ref_impl.confusion_matrix(reference, prediction, 9))
 
 
-@pytest.mark.parametrize("run", [150, 700, 5000])
+@pytest.mark.parametrize("run", [150, 3000, 20000])
 def test_confusion_matrix_long_runs(rng, run, kernel_path):
-    # runs longer than the kernel's 128- and 512-voxel blocks: the uniform-block paths count most voxels
+    # runs longer than the kernel's 2048-voxel blocks: the uniform-block path counts most voxels
     for dtype in (np.uint8, ">i4"):
         reference, prediction = pair(rng, (6, 50, 347), 7, dtype, run=run, changed=0.0005)
         np.testing.assert_array_equal(confusion_matrix(reference, prediction),
