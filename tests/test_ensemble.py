@@ -408,3 +408,38 @@ def test_process_pool_via_cli_jobs(cases, tmp_path):
     assert len(list(out.glob("*.nii.gz"))) == len(cases.phantoms)
     assert main(["evaluate", str(out), str(cases.references), "--no-progress"]) == 0
     assert os.path.exists(out / "fusion.json")
+
+
+@pytest.mark.parametrize("damage", ["truncate_npz", "garbage_pkl", "malicious_pkl", "wrong_shape_npz"])
+def test_damaged_member_file_gives_one_clear_error_and_loses_nothing(cases, tmp_path, damage):
+    import pickle
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(cases.members[1], broken)
+    victim = sorted(cases.phantoms)[-1]
+    npz, pkl = broken / f"{victim}.npz", broken / f"{victim}.pkl"
+    if damage == "truncate_npz":
+        npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    elif damage == "garbage_pkl":
+        pkl.write_bytes(b"\x80\x04not a pickle")
+    elif damage == "malicious_pkl":
+        marker = tmp_path / "pwned"
+
+        class Evil:
+            def __reduce__(self):
+                return (os.system, (f"touch {marker}",))
+
+        pkl.write_bytes(pickle.dumps(Evil()))
+    else:
+        np.savez_compressed(npz, softmax=np.zeros((C, 2, 2, 2), np.float16))
+    out = tmp_path / "out"
+    with pytest.raises((FormatError, GeometryMismatchError)) as exc:
+        fuse_folders([cases.members[0], broken], out, progress=False)
+    assert victim in str(exc.value)
+    if damage == "malicious_pkl":
+        assert not (tmp_path / "pwned").exists()
+    # nothing partial: every written file is complete, and the damaged case is not among them
+    for f in out.glob("*.nii.gz"):
+        io.read_nifti(f)
+    assert not (out / f"{victim}.nii.gz").exists()
