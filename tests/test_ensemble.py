@@ -443,3 +443,19 @@ def test_damaged_member_file_gives_one_clear_error_and_loses_nothing(cases, tmp_
     for f in out.glob("*.nii.gz"):
         io.read_nifti(f)
     assert not (out / f"{victim}.nii.gz").exists()
+
+
+@pytest.mark.slow
+def test_cli_scheduler_address_runs_on_a_dask_cluster(cases, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from medfuse.cli import main
+
+    serial, remote = tmp_path / "serial", tmp_path / "remote"
+    fuse_folders(cases.members, serial, progress=False)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as lc:
+        assert main(["fuse", *map(str, cases.members), "-o", str(remote), "--scheduler", lc.scheduler_address,
+                     "--no-progress"]) == 0
+    for case in cases.phantoms:
+        np.testing.assert_array_equal(io.read_nifti(serial / f"{case}.nii.gz")[0],
+                                      io.read_nifti(remote / f"{case}.nii.gz")[0])
