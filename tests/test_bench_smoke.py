@@ -1,0 +1,69 @@
+"""The benchmark suite runs end to end on tiny sizes (a smoke test: no timing is asserted)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from medfuse import ValidationError
+from medfuse.benchmark import SECTIONS, BenchmarkReport, Sizes, run_benchmark
+
+TINY = Sizes(fusion=(3, 14, 8, 12, 12), vote=(3, 8, 12, 14), labels=14, dice=(8, 12, 14), bandwidth_bytes=1 << 20)
+
+
+@pytest.fixture(scope="module")
+def report() -> BenchmarkReport:
+    return run_benchmark(sizes=TINY)
+
+
+def test_every_section_is_measured(report):
+    sections = {m.section for m in report.measurements}
+    assert {"fusion-float16", "fusion-float32", "vote", "dice", "bandwidth"} <= sections
+    for section in ("fusion-float16", "fusion-float32", "vote", "dice"):
+        ours = report.medfuse(section)
+        assert ours is not None and ours.seconds > 0 and ours.runs >= 3
+        peers = [m for m in report.measurements if m.section == section and m is not ours]
+        assert peers, section
+    assert report.bandwidth_gb_per_s is not None and report.bandwidth_gb_per_s > 0
+    assert set(report.compile_seconds) >= {"fusion kernel", "vote kernel"}
+
+
+def test_results_agree_with_the_peers(report):
+    assert report.checks and all(c.endswith(": ok") for c in report.checks), report.checks
+
+
+def test_table_and_json(report):
+    table = report.table()
+    assert "| medfuse fuse_probabilities |" in table and "Read bandwidth" in table
+    assert "SimpleITK LabelVoting" in table
+    data = json.loads(report.to_json())
+    assert data["sizes"]["fusion"] == list(TINY.fusion)
+    assert {t["name"] for t in data["targets"]} >= {"vote vs SimpleITK", "fusion float16 vs nnU-Net v2 style"}
+    for m in data["measurements"]:
+        assert m["seconds"] > 0 and m["extra_bytes"] >= 0 and m["gb_per_s"] > 0
+    assert any("MONAI" in s for s in data["skipped"]) or any("MONAI" in m["method"] for m in data["measurements"])
+
+
+def test_only_and_bad_options():
+    r = run_benchmark(sizes=TINY, only=["bandwidth"])
+    assert {m.section for m in r.measurements} == {"bandwidth"}
+    with pytest.raises(ValidationError, match="`only`"):
+        run_benchmark(sizes=TINY, only=["fusoin"])
+    with pytest.raises(ValidationError, match="`repeat`"):
+        run_benchmark(sizes=TINY, repeat=1)
+    assert set(SECTIONS) == {"fusion", "vote", "dice", "bandwidth"}
+
+
+def test_bench_command_writes_json(tmp_path, capsys):
+    from medfuse.commands import bench
+
+    parser = argparse.ArgumentParser()
+    bench.configure(parser)
+    out = tmp_path / "bench.json"
+    args = parser.parse_args(["--quick", "--only", "vote,bandwidth", "--json", str(out)])
+    assert bench.run(args) == 0
+    data = json.loads(out.read_text())
+    assert {m["section"] for m in data["measurements"]} == {"vote", "bandwidth"}
+    assert "| majority vote | medfuse majority_vote |" in capsys.readouterr().out
