@@ -2,7 +2,8 @@
 
 Both label maps are read once. The public wrapper hands the kernels *unsigned* views of the caller's
 arrays (``int16`` is viewed as ``uint16``, ...), read-only, in native byte order or flagged as swapped, so
-that every integer dtype shares four numba specialisations per layout and no input is ever copied.
+no input is ever copied and every integer dtype maps to one of four unsigned widths: a kernel is compiled
+(lazily, 2-4 s each) once per pair of widths it meets, e.g. once for two uint8 maps.
 
 Counting
     Counts go into a ``(k + 1, k + 1)`` table. A value is clamped to ``k`` (``min(unsigned(v), k)``), so
