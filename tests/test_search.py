@@ -237,3 +237,19 @@ def test_out_of_fold_from_arrays_checks_cases():
     ref = {"a": np.zeros((4, 4, 4), np.uint8)}
     with pytest.raises(Exception, match="lacks 1 cases"):
         OutOfFold.from_arrays({"m": {}}, ref)
+
+
+def test_fuse_probabilities_reproduces_every_candidate(one_bad: cvf.CVSet, one_bad_result: SearchResult):
+    """What `medfuse fuse` computes with a candidate's weights scores what the search reported."""
+    from medfuse.fusion import fuse_probabilities
+
+    labels = list(range(1, 12))
+    for cand in one_bad_result.candidates:
+        weights = np.asarray(cand.class_weights if cand.class_weights is not None else cand.weights)
+        rows = []
+        for case in one_bad.cases:
+            fused = fuse_probabilities([one_bad.predictions[m][case] for m in cand.members], weights=weights)
+            d = dice(one_bad.phantoms[case].labels, fused, labels=labels, empty="nan")
+            rows.append([d[k] for k in labels])
+        per_case = np.asarray(rows)
+        np.testing.assert_allclose(per_case, cand.case_dice, atol=1e-12)

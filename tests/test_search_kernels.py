@@ -39,6 +39,8 @@ def test_subset_pass_matches_reference(rng, dtype, n_members, n_classes, n_vox):
                                   reference.subset_confusions(stack, ref, subset_masks(n_members)))
     safe = reference.safe_voxels(stack, SAFE_MARGIN)
     np.testing.assert_array_equal(result.contested, np.flatnonzero(~safe))
+    np.testing.assert_array_equal(result.contested_values, np.moveaxis(stack[:, :, ~safe], 2, 0))
+    assert result.contested_values.dtype == stack.dtype
     argmax = stack.astype(np.float32).argmax(axis=1)[0] if n_vox else np.zeros(0, np.int64)
     np.testing.assert_array_equal(result.safe_labels[safe], argmax[safe])
     assert np.all(result.safe_labels[~safe] == CONTESTED)

@@ -176,15 +176,27 @@ def process_case(loaded: LoadedCase, *, models: Sequence[str], threads: int | No
             "are NaN, negative or above 1 (logits, or a corrupt file). The search needs softmax "
             "probabilities; apply medfuse.softmax to logits first."
         )
-    outside = np.bincount(loaded.reference.reshape(-1), minlength=n_classes)[:n_classes] - \
-        np.bincount(flat_ref, minlength=n_classes)[:n_classes]
+    outside = _outside_counts(loaded.reference, loaded.box, n_classes)
     cm_out = np.zeros((n_classes, n_classes), np.int64)
     cm_out[:, 0] = outside
     subset_counts = np.stack(counts_from_confusion(result.subset_confusion + cm_out))
     fixed_counts = np.stack(counts_from_confusion(result.safe_confusion + cm_out))
     rows = result.contested
-    probs = np.ascontiguousarray(np.moveaxis(flat[:, :, rows], 2, 0))
-    return ProcessedCase(subset_counts, fixed_counts, probs, flat_ref[rows], result)
+    return ProcessedCase(subset_counts, fixed_counts, result.contested_values, flat_ref[rows], result)
+
+
+def _outside_counts(reference: NDArray[np.uint8], box: Box, n_classes: int) -> NDArray[np.int64]:
+    """Voxels of each reference label outside ``box`` (counted on the slabs around it, not the whole map)."""
+    counts = np.zeros(n_classes, np.int64)
+    inner: list[slice] = []
+    for axis, (lo, hi) in enumerate(box):
+        for part in (slice(0, lo), slice(hi, reference.shape[axis])):
+            where = (*inner, part)
+            slab = reference[where]
+            if slab.size:
+                counts += np.bincount(slab.reshape(-1), minlength=n_classes)[:n_classes]
+        inner.append(slice(lo, hi))
+    return counts
 
 
 def _valid(member: NDArray[Any]) -> bool:

@@ -17,6 +17,9 @@ every weighted candidate is scored exactly on all voxels, not on a surrogate.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -41,6 +44,9 @@ CONTESTED = 255
 
 #: float32 values per chunk and thread (members x classes x voxels): stays in the L2 cache
 _CHUNK = 16384
+
+#: room for contested voxels gathered in the kernel: 1 in _ROOM voxels (beyond it numpy gathers them)
+_ROOM = 16
 
 
 @lru_cache(maxsize=16)
@@ -89,7 +95,9 @@ class CasePass:
     safe_confusion : ndarray of shape (C, C), int64
         Confusion matrix of the voxels no weighting can change.
     contested : ndarray of shape (n,), int64
-        Flat indices (into the stack's voxels) of the other voxels.
+        Flat indices (into the stack's voxels) of the other voxels, increasing.
+    contested_values : ndarray of shape (n, M, C)
+        The members' probabilities at those voxels (the stack's dtype).
     safe_labels : ndarray of shape (N,), uint8
         The label of every safe voxel (whatever the weights); 255 at contested voxels.
     n_invalid : int
@@ -99,15 +107,54 @@ class CasePass:
     subset_confusion: NDArray[np.int64]
     safe_confusion: NDArray[np.int64]
     contested: NDArray[np.int64]
+    contested_values: NDArray[Any]
     safe_labels: NDArray[np.uint8]
     n_invalid: int
 
 
-@lru_cache(maxsize=1)
-def _float16_table() -> NDArray[np.float32]:
-    table = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
-    table.setflags(write=False)
-    return table
+_pool: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
+_kept: dict[tuple[Any, ...], tuple[list[NDArray[np.int64]], list[NDArray[Any]]]] = {}
+
+
+def _buffers(threads: int, capacity: int, n_members: int, n_classes: int, dtype: Any
+             ) -> tuple[list[NDArray[np.int64]], list[NDArray[Any]]]:
+    """Per-thread buffers for the contested voxels, kept between cases (first touch of fresh memory is
+    slow on these machines); only the latest shape is kept."""
+    key = (threads, n_members, n_classes, np.dtype(dtype).str)
+    kept = _kept.get(key)
+    if kept is None or kept[0][0].size < capacity:
+        _kept.clear()
+        kept = ([np.empty(capacity, np.int64) for _ in range(threads)],
+                [np.empty((capacity, n_members, n_classes), dtype) for _ in range(threads)])
+        _kept[key] = kept
+    return [r[:capacity] for r in kept[0]], [o[:capacity] for o in kept[1]]
+
+
+def _run_threads(kernel: Any, n_chunks: int, threads: int, *args: Any,
+                 per_thread: tuple[list[Any], ...] = ()) -> list[Any]:
+    """``kernel(k0, k1, t, *args, *per_thread[.][t])`` on contiguous chunk ranges, one per thread (the
+    caller's thread runs the first); the results in thread order."""
+    global _pool
+    per = -(-n_chunks // threads)
+    ranges = [(min(n_chunks, t * per), min(n_chunks, (t + 1) * per)) for t in range(threads)]
+
+    def call(t: int) -> Any:
+        return kernel(ranges[t][0], ranges[t][1], t, *args, *(p[t] for p in per_thread))
+
+    if threads == 1:
+        return [call(0)]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="medfuse-search")
+    futures = [_pool.submit(call, t) for t in range(1, threads)]
+    try:
+        first = call(0)
+    finally:
+        done = [f.exception() for f in futures]  # wait for every thread before raising
+    for exc in done:
+        if exc is not None:
+            raise exc
+    return [first, *(f.result() for f in futures)]
 
 
 def run_case_pass(stack: NDArray[Any], reference: NDArray[np.uint8], *, threads: int | None = None) -> CasePass:
@@ -122,9 +169,8 @@ def run_case_pass(stack: NDArray[Any], reference: NDArray[np.uint8], *, threads:
     threads : int, optional
         Worker threads (default: numba's current thread count).
     """
-    import numba
-
     from ._kernels import search as kernels
+    from ._kernels.threads import n_threads
 
     stack = native_byteorder(np.asarray(stack))
     if stack.ndim != 3 or reference.shape != (stack.shape[2],):
@@ -137,47 +183,63 @@ def run_case_pass(stack: NDArray[Any], reference: NDArray[np.uint8], *, threads:
         raise ValidationError(f"the search handles 1 to 16 members; got {n_members}.")
     if not 1 <= n_classes <= CONTESTED:
         raise ValidationError(f"the search handles 1 to {CONTESTED} classes; got {n_classes}.")
-    level, member, mask = subset_steps(n_members)
-    n_threads = max(1, min(threads or numba.get_num_threads(), max(1, n_vox // 4096)))
-    chunk = _CHUNK
-    cm_sub = np.zeros((n_threads, level.size, n_classes, n_classes), np.int64)
-    cm_unan = np.zeros((n_threads, n_classes, n_classes), np.int64)
-    cm_safe = np.zeros((n_threads, n_classes, n_classes), np.int64)
-    labels = np.empty(n_vox, np.uint8)
-    n_bad = np.zeros(n_threads, np.int64)
-    ref = np.ascontiguousarray(reference, dtype=np.uint8)
-    n_nan = 0
     if stack.dtype == np.float16:
         data = np.ascontiguousarray(stack).view(np.uint16)
-        kernel = kernels._subset_pass_f16
-        lut = _float16_table()
-        limit: Any = np.float16(_LIMIT).view(np.uint16)  # compared with the raw bits (sign bit = too big)
+        limit: Any = np.uint16(np.float16(_LIMIT).view(np.uint16))
     elif stack.dtype == np.float32:
-        data = np.ascontiguousarray(stack)
-        kernel = kernels._subset_pass_f32
-        lut = np.zeros(1, np.float32)
-        limit = np.float32(_LIMIT)
-        n_nan = int(np.isnan(data).sum())  # min/max in the kernel do not propagate NaN for float32
+        data = np.ascontiguousarray(stack).view(np.uint32)
+        limit = np.uint32(np.float32(_LIMIT).view(np.uint32))
     else:
         raise ValidationError(f"`stack` must be float16 or float32; got {stack.dtype}.")
+    level, member, mask = subset_steps(n_members)
+    n_chunks = -(-n_vox // _CHUNK)
+    threads = max(1, min(threads or n_threads(), n_chunks))
+    cm_sub = np.zeros((threads, level.size, n_classes, n_classes), np.int64)
+    cm_unan = np.zeros((threads, n_classes, n_classes), np.int64)
+    cm_safe = np.zeros((threads, n_classes, n_classes), np.int64)
+    labels = np.empty(n_vox, np.uint8)
+    n_bad = np.zeros(threads, np.int64)
+    ref = np.ascontiguousarray(reference, dtype=np.uint8)
     if n_classes == 1:  # background only: nothing to decide (the kernel assumes a second class)
         cm_unan[0, 0, 0] = n_vox
         cm_safe[0, 0, 0] = n_vox
         labels[:] = 0
-        n_bad[0] = int(np.count_nonzero(~((stack >= 0) & (stack <= _LIMIT))))
-    elif n_vox:
-        kernel(data, ref, level, member, chunk, 1.0 - SAFE_MARGIN, limit, lut, cm_sub, cm_unan, cm_safe,
-               labels, n_bad)
+        n_bad[0] = int(np.count_nonzero(data > limit))
+    contested = np.zeros(0, np.int64)
+    values = np.zeros((0, n_members, n_classes), stack.dtype)
+    if n_classes > 1 and n_vox:
+        per = -(-n_chunks // threads) * _CHUNK
+        capacity = min(per, per // _ROOM + 1024)
+        shared = _lock.acquire(blocking=False)  # the kept buffers serve one search at a time
+        try:
+            if shared:
+                rows, out = _buffers(threads, capacity, n_members, n_classes, data.dtype)
+            else:
+                rows = [np.empty(capacity, np.int64) for _ in range(threads)]
+                out = [np.empty((capacity, n_members, n_classes), data.dtype) for _ in range(threads)]
+            counts = _run_threads(kernels._subset_chunks, n_chunks, threads, data, ref, level, member, _CHUNK,
+                                  np.float32(1.0 - SAFE_MARGIN), limit, cm_sub, cm_unan, cm_safe, labels,
+                                  n_bad, per_thread=(rows, out))
+            if all(k <= capacity for k in counts):
+                contested = np.concatenate([r[:k] for r, k in zip(rows, counts, strict=True)])  # copies
+                values = np.concatenate([o[:k] for o, k in zip(out, counts, strict=True)]).view(stack.dtype)
+            else:  # more contested voxels than room: gather them here (exact, a little slower)
+                contested = np.flatnonzero(labels == CONTESTED)
+                values = np.ascontiguousarray(np.moveaxis(stack[:, :, contested], 2, 0))
+            del rows, out
+        finally:
+            if shared:
+                _lock.release()
     unanimous = cm_unan.sum(axis=0)
     by_step = cm_sub.sum(axis=0) + unanimous
     # reorder from walk order to the reported order
     position = {int(b): s for s, b in enumerate(mask)}
     order = np.asarray([position[int(b)] for b in subset_masks(n_members)], dtype=np.int64)
-    contested = np.flatnonzero(labels == CONTESTED)
     return CasePass(
         subset_confusion=by_step[order],
         safe_confusion=cm_safe.sum(axis=0),
-        contested=contested.astype(np.int64, copy=False),
+        contested=contested,
+        contested_values=values,
         safe_labels=labels,
-        n_invalid=int(n_bad.sum()) + n_nan,
+        n_invalid=int(n_bad.sum()),
     )
