@@ -55,8 +55,12 @@ def pair(rng: np.random.Generator, shape: tuple[int, ...], k: int, dtype: object
 
 @pytest.fixture(params=["serial", "parallel"])
 def kernel_path(request, monkeypatch):
-    """Run a test through the single-threaded kernel (small maps) and through the parallel ones."""
-    monkeypatch.setattr(metrics, "_MIN_PARALLEL_VOXELS", 0 if request.param == "parallel" else 1 << 62)
+    """Run a test through the single-threaded path (small maps: one contiguous copy at most) and through the
+    multi-threaded one (no copy, strided kernel for non-contiguous views) with 3 threads, so chunk
+    boundaries fall at odd places whatever the machine's core count."""
+    parallel = request.param == "parallel"
+    monkeypatch.setattr(metrics, "_MIN_PARALLEL_VOXELS", 0 if parallel else 1 << 62)
+    monkeypatch.setattr(metrics, "_threads", lambda: 3)
     return request.param
 
 

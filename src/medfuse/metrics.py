@@ -152,28 +152,43 @@ def _kernel_layout(a: NDArray[Any], b: NDArray[Any]
     return [(va[idx], vb[idx]) for idx in np.ndindex(*va.shape[:-3])]
 
 
+def _threads() -> int:
+    """Threads a large map is counted on (numba's setting: ``NUMBA_NUM_THREADS``, ``numba.set_num_threads``)."""
+    from ._kernels.threads import n_threads
+
+    return n_threads()
+
+
 def _count(ref: _Labels, pred: _Labels, k: int) -> NDArray[np.int64]:
     """``(k + 1, k + 1)`` table; row/column ``k`` collects every value outside ``[0, k)``."""
     from ._kernels import metrics as kernels
+    from ._kernels.threads import run_chunked
 
+    kk = k + 1
     size = ref.array.size
     if size == 0:
-        return np.zeros((k + 1, k + 1), dtype=np.int64)
-    if size < _MIN_PARALLEL_VOXELS:
-        small: NDArray[np.int64] = kernels._confusion_serial(
+        return np.zeros((kk, kk), dtype=np.int64)
+    threads = 1 if size < _MIN_PARALLEL_VOXELS else max(1, min(_threads(), _PARTIAL_BUDGET_BYTES // (8 * kk**2)))
+    partial = np.zeros((threads, kk * kk), dtype=np.int64)
+    scratch = np.zeros((threads, kernels.BLOCK), dtype=np.uint8)
+    if threads == 1:
+        # one contiguous copy at most (small maps only): the strided kernel is then never compiled for them
+        views: tuple[NDArray[Any], NDArray[Any]] | list[tuple[NDArray[Any], NDArray[Any]]] = (
             _readonly(np.ascontiguousarray(ref.array).reshape(-1)),
-            _readonly(np.ascontiguousarray(pred.array).reshape(-1)), k, ref.swapped, pred.swapped)
-        return small
-    n_chunks = max(1, min(kernels.get_num_threads(), _PARTIAL_BUDGET_BYTES // (8 * (k + 1) ** 2)))
-    views = _kernel_layout(ref.array, pred.array)
+            _readonly(np.ascontiguousarray(pred.array).reshape(-1)))
+    else:
+        views = _kernel_layout(ref.array, pred.array)
     if isinstance(views, tuple):
-        out: NDArray[np.int64] = kernels._confusion_flat(views[0], views[1], k, ref.swapped, pred.swapped,
-                                                         n_chunks)
-        return out
-    total = np.zeros((k + 1, k + 1), dtype=np.int64)
-    for va, vb in views:
-        total += kernels._confusion_strided(va, vb, k, ref.swapped, pred.swapped, n_chunks)
-    return total
+        per = -(-size // threads)
+        per = -(-per // kernels.BLOCK) * kernels.BLOCK  # chunk starts on a block boundary
+        run_chunked(kernels._count_flat, threads, threads, views[0], views[1], partial, k, ref.swapped,
+                    pred.swapped, per, scratch)
+    else:
+        for va, vb in views:
+            run_chunked(kernels._count_strided, va.shape[0] * va.shape[1], threads, va, vb, partial, k,
+                        ref.swapped, pred.swapped, scratch)
+    table: NDArray[np.int64] = partial.sum(axis=0).reshape(kk, kk)
+    return table
 
 
 def _out_of_range(table: NDArray[np.int64], ref: _Labels, pred: _Labels, k: int) -> _Labels | None:
