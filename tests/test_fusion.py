@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 
 import numba
@@ -394,3 +395,55 @@ def test_softmax(rng):
             softmax(bad)
     with pytest.raises(ValidationError, match="`axis`"):
         softmax(x, axis=4)
+
+
+# ----------------------------------------------------------------------------- thread scheduling
+def test_split_covers_every_chunk_once():
+    from medfuse._kernels.threads import split
+
+    assert split(0, 4) == []
+    assert split(5, 1) == [(0, 5)]
+    for n_chunks in (1, 2, 7, 16, 100):
+        for threads in (2, 3, 8):
+            ranges = split(n_chunks, threads)
+            assert ranges[0][0] == 0 and ranges[-1][1] == n_chunks
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+            assert all(k1 > k0 for k0, k1 in ranges) and len(ranges) <= threads * 8
+
+
+def test_run_ranges_runs_each_range_once_and_reraises():
+    from medfuse._kernels.threads import run_ranges, split
+
+    seen = np.zeros(50, dtype=np.int64)
+
+    def kernel(k0, k1, t, out):
+        out[k0:k1] += 1
+
+    run_ranges(kernel, split(50, 3), 3, seen)
+    np.testing.assert_array_equal(seen, 1)
+
+    def failing(k0, k1, t):
+        if t == 5:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_ranges(failing, split(50, 3), 3)
+
+
+def _fuse_in_child(members):
+    return fuse_probabilities(members)
+
+
+def test_works_in_a_forked_child_after_use_in_the_parent(rng):
+    import multiprocessing
+    import warnings
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    members = [probabilities(rng, 3, (20, 64, 64), np.float16) for _ in range(2)]  # many chunks: uses the pool
+    want = fuse_probabilities(members)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "process is multi-threaded, fork() may deadlock"
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            got = pool.apply_async(_fuse_in_child, (members,)).get(timeout=120)
+    np.testing.assert_array_equal(got, want)

@@ -304,7 +304,7 @@ class ProbabilityAccumulator:
     def _add(self, src: NDArray[Any], kind: int, cstride: int, w: NDArray[np.float64], box: Box, *, plane: int,
              check_sums: bool, name: str) -> None:
         from ._kernels.accumulate import _add_rows
-        from ._kernels.threads import n_threads, run_chunked
+        from ._kernels.threads import n_threads, run_ranges, split
 
         if src.size == 0:
             return
@@ -312,14 +312,15 @@ class ProbabilityAccumulator:
         n_rows = offsets.size
         rows_per_chunk = max(1, _ROW_TARGET // max(row_len, 1))
         n_chunks = -(-n_rows // rows_per_chunk)
-        threads = min(n_threads(), n_chunks)
-        maxbits = np.zeros(threads, dtype=np.uint64)
-        sum_bad = np.zeros(threads, dtype=np.int64)
-        sum_checked = np.zeros(threads, dtype=np.int64)
+        threads = n_threads()
+        ranges = split(n_chunks, threads)
+        maxbits = np.zeros(len(ranges), dtype=np.uint64)
+        sum_bad = np.zeros(len(ranges), dtype=np.int64)
+        sum_checked = np.zeros(len(ranges), dtype=np.int64)
         n_voxels = int(np.prod(self._shape))
         check = _CHECK_EVERY if (check_sums and kind in (0, 1)) else 0
-        run_chunked(
-            _add_rows, n_chunks, threads,
+        run_ranges(
+            _add_rows, ranges, threads,
             rows_per_chunk, self._sums[plane].ctypes.data, n_voxels, offsets, row_len, src.ctypes.data, kind,
             cstride, w.astype(np.float32), check, np.float32(SUM_TOLERANCE), maxbits, sum_bad, sum_checked,
         )
@@ -415,7 +416,7 @@ class VoteAccumulator:
     def add(self, label_map: ArrayLike, *, weight: float = 1.0) -> None:
         """Add one member's label map with a non-negative ``weight``."""
         from ._kernels.accumulate import _vote_add
-        from ._kernels.threads import n_threads, run_chunked
+        from ._kernels.threads import n_threads, run_ranges, split
 
         try:
             w = float(weight)
@@ -436,11 +437,12 @@ class VoteAccumulator:
         if n_voxels:
             chunk = 65536
             n_chunks = -(-n_voxels // chunk)
-            threads = min(n_threads(), n_chunks)
-            max_label = np.zeros(threads, dtype=np.int64)
+            threads = n_threads()
+            ranges = split(n_chunks, threads)
+            max_label = np.zeros(len(ranges), dtype=np.int64)
             kind = {np.dtype(np.uint8): 0, np.dtype(np.uint16): 1}.get(counts.dtype, 2)
-            run_chunked(
-                _vote_add, n_chunks, threads,
+            run_ranges(
+                _vote_add, ranges, threads,
                 chunk, n_voxels, counts.ctypes.data, kind, self._n_classes, lab.ctypes.data, lab.itemsize, w,
                 0 if self._first is None else self._first.ctypes.data, self._n_added, max_label,
             )
@@ -450,7 +452,7 @@ class VoteAccumulator:
     def labels(self) -> NDArray[Any]:
         """The voted label map, uint8 (uint16 when a label or the undecided label exceeds 255)."""
         from ._kernels.accumulate import _vote_labels
-        from ._kernels.threads import n_threads, run_chunked
+        from ._kernels.threads import n_threads, run_ranges, split
 
         if self._counts is None or self._total <= 0:
             raise ValidationError("no member with a positive weight has been added to this VoteAccumulator yet.")
@@ -460,10 +462,10 @@ class VoteAccumulator:
         if n_voxels:
             chunk = 16384
             n_chunks = -(-n_voxels // chunk)
-            threads = min(n_threads(), n_chunks)
+            threads = n_threads()
             kind = {np.dtype(np.uint8): 0, np.dtype(np.uint16): 1}.get(self._counts.dtype, 2)
-            run_chunked(
-                _vote_labels, n_chunks, threads,
+            run_ranges(
+                _vote_labels, split(n_chunks, threads), threads,
                 chunk, n_voxels, self._counts.ctypes.data, kind, self._n_classes,
                 0 if self._first is None else self._first.ctypes.data, self._tie, self._undecided,
                 out.ctypes.data, 0 if out.dtype == np.uint8 else 1,

@@ -484,17 +484,18 @@ class _Run:
         of all those runs is the bandwidth every share is computed against (machines shared with other
         jobs deliver less at times; the kernels are compared with what the machine can do)."""
         from ._kernels.bandwidth import _sum_chunks
-        from ._kernels.threads import n_threads, run_chunked
+        from ._kernels.threads import n_threads, run_ranges, split
 
         n = self.sizes.bandwidth_bytes // 8
         data = np.ones(n, dtype=np.uint64)  # filled: every page touched before timing
         threads = n_threads()
         chunk = max(1 << 16, -(-n // (4 * threads)))
         n_chunks = -(-n // chunk)
-        out = np.zeros(threads, dtype=np.uint64)
+        ranges = split(n_chunks, threads, per_thread=4)
+        out = np.zeros(len(ranges), dtype=np.uint64)
 
         def run() -> int:
-            run_chunked(_sum_chunks, n_chunks, threads, data.ctypes.data, n, chunk, out)
+            run_ranges(_sum_chunks, ranges, threads, data.ctypes.data, n, chunk, out)
             return int(out.sum())
 
         if run() != n:  # pragma: no cover - a kernel bug

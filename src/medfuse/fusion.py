@@ -93,7 +93,7 @@ def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean:
     ``normalise=False`` uses ``weights`` ((M, C), already valid) as they are, in float32.
     """
     from ._kernels.fusion import _fuse_chunks
-    from ._kernels.threads import n_threads, run_chunked
+    from ._kernels.threads import n_threads, run_ranges, split
 
     n_members, n_classes = prep.n_members, prep.n_classes
     if normalise:
@@ -108,12 +108,13 @@ def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean:
         return out, avg
     chunk = fusion_chunk(n_classes)
     n_chunks = -(-n_voxels // chunk)
-    threads = min(n_threads(), n_chunks)
-    maxbits = np.zeros((threads, n_members), dtype=np.uint64)
-    sum_bad = np.zeros((threads, n_members), dtype=np.int64)
-    sum_checked = np.zeros(threads, dtype=np.int64)
-    run_chunked(
-        _fuse_chunks, n_chunks, threads,
+    threads = n_threads()
+    ranges = split(n_chunks, threads)
+    maxbits = np.zeros((len(ranges), n_members), dtype=np.uint64)
+    sum_bad = np.zeros((len(ranges), n_members), dtype=np.int64)
+    sum_checked = np.zeros(len(ranges), dtype=np.int64)
+    run_ranges(
+        _fuse_chunks, ranges, threads,
         prep.addrs, prep.kinds, prep.cstrides, w_norm, n_voxels, chunk, CHECK_EVERY if check else 0,
         np.float32(SUM_TOLERANCE),
         0 if out is None else out.ctypes.data, 0 if out is None or out.dtype == np.uint8 else 1,
@@ -251,7 +252,7 @@ def majority_vote(
     summed weights are bit-identical). uint8 and bool maps are read in place; other dtypes cost one
     numpy range pass and a conversion (see :mod:`medfuse._fusion_inputs`).
     """
-    from ._kernels.threads import n_threads, run_chunked
+    from ._kernels.threads import n_threads, run_ranges, split
     from ._kernels.vote import _vote_chunks
 
     tie_code = _tie_code(tie)
@@ -277,12 +278,13 @@ def majority_vote(
     if n_voxels == 0:
         return out
     n_chunks = -(-n_voxels // VOTE_CHUNK)
-    threads = min(n_threads(), n_chunks)
-    max_label = np.zeros(threads, dtype=np.int64)
-    n_slow = np.zeros(threads, dtype=np.int64)
+    threads = n_threads()
+    ranges = split(n_chunks, threads)
+    max_label = np.zeros(len(ranges), dtype=np.int64)
+    n_slow = np.zeros(len(ranges), dtype=np.int64)
     itemsize = np.dtype(maps.dtype).itemsize
-    run_chunked(
-        _vote_chunks, n_chunks, threads,
+    run_ranges(
+        _vote_chunks, ranges, threads,
         maps.addrs, maps.dtype, itemsize, w, params, 256 if itemsize == 1 else 65536, n_voxels, VOTE_CHUNK,
         tie_code, -1 if undecided is None else undecided, out.ctypes.data, 0 if out.dtype == np.uint8 else 1,
         max_label, n_slow,

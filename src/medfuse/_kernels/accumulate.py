@@ -3,8 +3,8 @@
 
 Both add one member (or one class channel of one member) into running per-class sums of the full
 volume, so memory does not grow with the number of members. Sources are passed by address (see
-:mod:`medfuse._kernels.raw`); work is split in contiguous ranges of rows / chunks, one per thread
-(:func:`medfuse._kernels.threads.run_chunked`).
+:mod:`medfuse._kernels.raw`); work is split in contiguous ranges of rows / chunks handed out to the threads
+(:func:`medfuse._kernels.threads.run_ranges`).
 
 :func:`_add_rows`
     ``sums[c, box] += w[c] * member[c]`` for a probability member (float16 or float32, read as bits as
@@ -43,7 +43,7 @@ def _add_rows(k0, k1, t, rows_per_chunk, dst_addr, dst_cstride, row_offsets, row
     Parameters
     ----------
     k0, k1, t : int
-        Chunk range (of ``rows_per_chunk`` rows each) and thread index.
+        Chunk range (of ``rows_per_chunk`` rows each) and its index.
     dst_addr, dst_cstride : int
         Address of class 0's plane of the float32 sums, and items between class planes.
     row_offsets : (R,) int64
@@ -57,8 +57,8 @@ def _add_rows(k0, k1, t, rows_per_chunk, dst_addr, dst_cstride, row_offsets, row
         Weight of each class.
     check_every, tol :
         Check class sums on rows ``r % check_every == 0`` (0: never) against ``1 +- tol``.
-    maxbits, sum_bad, sum_checked : (T,) uint64, int64, int64, zeroed
-        Per thread: largest bit pattern or label read; rows' voxels failing the sum check; checked.
+    maxbits, sum_bad, sum_checked : (R,) uint64, int64, int64, zeroed
+        Per range: largest bit pattern or label read; rows' voxels failing the sum check; checked.
     """
     n_classes = weights.size
     n_rows = row_offsets.size

@@ -11,11 +11,11 @@ Layout
 Chunks
     The N voxels are cut into chunks of a few thousand. :func:`_fuse_chunks` processes a contiguous
     range of chunks with one ``(C, chunk)`` float32 accumulator, small enough to stay in L2; the
-    wrapper runs one range per thread (:func:`medfuse._kernels.threads.run_chunked`). Per chunk and
+    wrapper hands out ranges to the threads (:func:`medfuse._kernels.threads.run_ranges`). Per chunk and
     class, members are added in member order, four at a time when four consecutive members have the
     same kind (one load and store of the accumulator per four members), then the argmax runs over the
     accumulator in blocks of :data:`ARGMAX_BLOCK` voxels (its running maximum and label stay in L1:
-    20% faster than one sweep of the chunk per class). The whole thread's work is one flat function:
+    20% faster than one sweep of the chunk per class). The work on a range is one flat function:
     numba compiles every helper function separately and re-optimises it where it is inlined, which
     tripled the compile time.
 Arithmetic
@@ -60,7 +60,7 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
     Parameters
     ----------
     k0, k1, t : int
-        Chunk range and thread index (row of the per-thread outputs).
+        Chunk range and its index (row of the per-range outputs).
     addrs, kinds, cstrides : (M,) int64
         Base address, kind (``KIND_*``) and channel stride in items of each member.
     weights : (M, C) float32
@@ -74,10 +74,10 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
         Label output (``n_voxels`` items, uint8 if ``out_kind == 0`` else uint16); 0: no labels.
     mean_addr : int
         float32 ``(C, n_voxels)`` C-contiguous output of the weighted mean; 0: no mean.
-    maxbits : (T, M) uint64, zeroed
-        Per thread and member: largest raw bit pattern (probability member) or label (hard member).
-    sum_bad : (T, M) int64, zeroed; sum_checked : (T,) int64, zeroed
-        Per thread: voxels failing the sum check, per member; voxels checked.
+    maxbits : (R, M) uint64, zeroed
+        Per range and member: largest raw bit pattern (probability member) or label (hard member).
+    sum_bad : (R, M) int64, zeroed; sum_checked : (R,) int64, zeroed
+        Per range: voxels failing the sum check, per member; voxels checked.
     """
     n_members = addrs.size
     n_classes = weights.shape[1]

@@ -9,7 +9,7 @@ label*: ``d = w[0] + sum over m >= 1 of (w[m] if label_m == label_0 else 0)`` (a
 validation). Where ``d`` exceeds half the total weight, member 0's label holds a strict majority and
 wins under every tie rule; that covers the unanimous voxels and most boundary voxels, and the output
 there is a plain copy of member 0. Only the remaining voxels, found 64 at a time with a vectorised
-``min`` over ``d``, take the slow path: scores accumulated in a small per-thread table indexed by label
+``min`` over ``d``, take the slow path: scores accumulated in a small per-range table indexed by label
 (``cnt[label] += w[m]``, in member order), best label by the tie rule, table reset.
 
 Tie rules (``tie``): 0 ``lowest`` label; 1 ``undecided`` (write ``undecided`` when two labels share the
@@ -40,7 +40,7 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
     Parameters
     ----------
     k0, k1, t : int
-        Chunk range and thread index (row of the per-thread outputs).
+        Chunk range and its index (row of the per-range outputs).
     addrs : (M,) int64
         Base address of each label map (``n_voxels`` items of ``label_dtype``, contiguous).
     label_dtype, label_size : numpy integer type, int
@@ -50,13 +50,13 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
     params : (2,) same dtype as weights
         ``[half, 0]``: member 0's label wins outright where its score is ``> half``.
     table_size : int
-        Entries of the per-thread score table (256 or 65536: every value of ``label_dtype``).
+        Entries of the per-range score table (256 or 65536: every value of ``label_dtype``).
     tie, undecided : int
         Tie rule (``TIE_*``) and the label written for undecided voxels.
     out_addr, out_kind : int
         Output labels (uint8 if ``out_kind == 0`` else uint16).
-    max_label, n_slow : (T,) int64, zeroed
-        Per thread: largest label seen; voxels that took the slow path.
+    max_label, n_slow : (R,) int64, zeroed
+        Per range: largest label seen; voxels that took the slow path.
     """
     n_members = addrs.size
     half = params[0]
