@@ -21,6 +21,7 @@ honest score with weights fitted on the other folds and scored on each held-out 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -114,6 +115,13 @@ class ContestedSet:
             self, probabilities=self.probabilities[keep], reference=self.reference[keep],
             case=self.case[keep], count=self.count[keep] * (n / max_rows),
         )
+
+    def class_major(self) -> NDArray[np.float32]:
+        """The probabilities as float32 (M, C, n): rows of one member and class are contiguous."""
+        out = np.empty((self.n_members, self.n_classes, self.reference.size), np.float32)
+        for m in range(self.n_members):
+            out[m] = self.probabilities[:, m, :].T
+        return out
 
     def as_float32(self) -> ContestedSet:
         if self.probabilities.dtype == np.float32:
@@ -216,114 +224,138 @@ def score_counts(counts: NDArray[np.float64], labels: Sequence[int]) -> float:
     return float(score)
 
 
+class _Ascent:
+    """State shared by the coordinate ascents: the (sampled) rows in class-major layout, the current labels
+    and their counts; trial labels are scored by moving only the rows whose label changes."""
+
+    def __init__(self, data: ContestedSet, labels: Sequence[int], class_major: NDArray[np.float32] | None
+                 ) -> None:
+        self.data = data
+        self.P = class_major if class_major is not None else data.class_major()
+        self.n = data.reference.size
+        self.labels = np.asarray(list(labels), dtype=np.int64)
+        self.current = np.zeros(self.n, np.int64)
+        self.trial = np.zeros(self.n, np.int64)
+        self.base = data.fixed.copy()
+        self.score = math.nan
+
+    def start(self, labels_now: NDArray[np.int64]) -> None:
+        self.current = labels_now.astype(np.int64, copy=True)
+        self.base = self.data.counts_of(self.current)
+        self.score = self.score_of(self.base)
+
+    def score_of(self, counts: NDArray[np.float64]) -> float:
+        from ._kernels import search as kernels
+
+        return float(kernels._fg_score(counts[0], counts[1], counts[2], self.labels))
+
+    def moved(self) -> NDArray[np.float64]:
+        """Counts when the rows take the labels in :attr:`trial`."""
+        from ._kernels import search as kernels
+
+        out: NDArray[np.float64] = self.base.copy()
+        d = self.data
+        kernels._changed_counts(self.trial, self.current, d.reference, d.case, d.count, out[0], out[1], out[2])
+        return out
+
+    def accept(self, counts: NDArray[np.float64], score: float) -> None:
+        """Make :attr:`trial` (with its ``counts``) the current labels."""
+        self.current, self.trial = self.trial, self.current
+        self.base = counts
+        self.score = score
+
+
 def fit_member_weights(
     data: ContestedSet, start: NDArray[np.float64], *, labels: Sequence[int],
-    grid: Sequence[float] = MEMBER_GRID, max_sweeps: int = 4,
+    grid: Sequence[float] = MEMBER_GRID, max_sweeps: int = 4, class_major: NDArray[np.float32] | None = None,
 ) -> tuple[NDArray[np.float64], float]:
-    """Coordinate ascent on one weight per member; returns ``(weights (M,), score on data)``."""
+    """Coordinate ascent on one weight per member; returns ``(weights (M,), score on data)``.
+
+    ``class_major`` is ``data.class_major()`` when the caller already has it.
+    """
     from ._kernels import search as kernels
 
-    data = data.as_float32()
-    w = np.asarray(start, dtype=np.float64).copy()
-    P = data.probabilities
+    state = _Ascent(data, labels, class_major)
+    P = state.P
     n_classes = data.n_classes
-    sums = np.empty((P.shape[0], n_classes), np.float64)
-    kernels._weighted_sums(P, np.repeat(w[:, None], n_classes, axis=1), sums)
-    current = data.labels(np.repeat(w[:, None], n_classes, axis=1))
-    base = data.counts_of(current)
-    best = score_counts(base, labels)
-    trial = np.empty_like(current)
+    w = np.asarray(start, dtype=np.float64).copy()
+    sums = np.empty((n_classes, state.n), np.float64)
+    kernels._sums_cm(P, np.repeat(w[:, None], n_classes, axis=1), sums)
+    best_v = np.empty(state.n, np.float64)
+    kernels._member_trial(P, sums, 0, 0.0, best_v, state.trial)
+    state.start(state.trial)
     for _ in range(max_sweeps):
         moved = False
         for m in range(w.size):
-            best_g, best_m = w[m], best
+            best_g, best_score = w[m], state.score
             for g in grid:
                 if g == w[m] or (g == 0.0 and np.count_nonzero(w) == 1 and w[m] > 0):
                     continue
-                kernels._member_delta_labels(P, sums, m, g - w[m], trial)
-                score = score_counts(_moved(data, base, trial, current), labels)
-                if score > best_m + _MIN_GAIN:
-                    best_g, best_m = g, score
+                kernels._member_trial(P, sums, m, g - w[m], best_v, state.trial)
+                score = state.score_of(state.moved())
+                if score > best_score + _MIN_GAIN:
+                    best_g, best_score = g, score
             if best_g != w[m]:
-                sums += (best_g - w[m]) * P[:, m, :]
+                kernels._member_trial(P, sums, m, best_g - w[m], best_v, state.trial)
+                state.accept(state.moved(), best_score)
+                sums += (best_g - w[m]) * P[m]
                 w[m] = best_g
-                kernels._member_delta_labels(P, sums, m, 0.0, trial)
-                base = _moved(data, base, trial, current)
-                current, trial = trial, current
-                best = best_m
                 moved = True
         if not moved:
             break
-    return w, best
-
-
-def _moved(data: ContestedSet, base: NDArray[np.float64], new: NDArray[np.int64], old: NDArray[np.int64]
-           ) -> NDArray[np.float64]:
-    """Counts ``base`` (of labels ``old``) updated for labels ``new``."""
-    from ._kernels import search as kernels
-
-    out: NDArray[np.float64] = base.copy()
-    kernels._changed_counts(new, old, data.reference, data.case, data.count, out[0], out[1], out[2])
-    return out
+    return w, state.score
 
 
 def fit_class_weights(
     data: ContestedSet, start: NDArray[np.float64], *, labels: Sequence[int],
-    grid: Sequence[float] = CLASS_GRID, max_sweeps: int = 3,
+    grid: Sequence[float] = CLASS_GRID, max_sweeps: int = 3, class_major: NDArray[np.float32] | None = None,
 ) -> tuple[NDArray[np.float64], float]:
     """Coordinate ascent on a weight per member and class (M, C); returns ``(weights, score on data)``.
 
     Class c's fused value is the ``W[:, c]``-weighted mean of the members' class-c probabilities, so
-    one cell only changes one class's value; every class, background included, is a coordinate.
+    one cell only changes one class's value (compared with the best other class, computed once per
+    class); every class, background included, is a coordinate.
     """
     from ._kernels import search as kernels
 
-    data = data.as_float32()
+    state = _Ascent(data, labels, class_major)
+    P = state.P
+    n_classes = data.n_classes
     W = np.asarray(start, dtype=np.float64).copy()
-    P = data.probabilities
-    n, n_classes = P.shape[0], data.n_classes
-    sums = np.empty((n, n_classes), np.float64)
-    kernels._weighted_sums(P, W, sums)
+    sums = np.empty((n_classes, state.n), np.float64)
+    kernels._sums_cm(P, W, sums)
     totals = W.sum(axis=0)
-    other_val = np.empty(n, np.float64)
-    other_idx = np.empty(n, np.int64)
-    current = data.labels(W)
-    base = data.counts_of(current)
-    best = score_counts(base, labels)
-    trial = np.empty_like(current)
-    by_class = np.ascontiguousarray(P.transpose(2, 1, 0))  # (C, M, n): one contiguous row per cell
+    other_val = np.empty(state.n, np.float64)
+    other_idx = np.empty(state.n, np.int64)
+    state.start(data.labels(W))
     for _ in range(max_sweeps):
         moved = False
         for c in range(n_classes):
             inv = np.where(totals > 0, 1.0 / np.where(totals > 0, totals, 1.0), 0.0)
-            kernels._best_other(sums, inv, c, other_val, other_idx)
-            s_col = np.ascontiguousarray(sums[:, c])
+            kernels._best_other_cm(sums, inv, c, other_val, other_idx)
             for m in range(W.shape[0]):
-                p_col = by_class[c, m]
-                best_g, best_m = W[m, c], best
+                best_g, best_score = W[m, c], state.score
                 for g in grid:
                     new_total = totals[c] + g - W[m, c]
                     if g == W[m, c] or new_total <= 0.0:
                         continue
-                    kernels._class_delta_labels(p_col, s_col, c, g - W[m, c], 1.0 / new_total, other_val,
-                                                other_idx, trial)
-                    score = score_counts(_moved(data, base, trial, current), labels)
-                    if score > best_m + _MIN_GAIN:
-                        best_g, best_m = g, score
+                    kernels._class_trial(P[m, c], sums[c], c, g - W[m, c], 1.0 / new_total, other_val,
+                                         other_idx, state.trial)
+                    score = state.score_of(state.moved())
+                    if score > best_score + _MIN_GAIN:
+                        best_g, best_score = g, score
                 if best_g != W[m, c]:
-                    kernels._class_delta_labels(p_col, s_col, c, best_g - W[m, c],
-                                                1.0 / (totals[c] + best_g - W[m, c]), other_val, other_idx, trial)
-                    base = _moved(data, base, trial, current)
-                    current, trial = trial, current
-                    s_col += (best_g - W[m, c]) * p_col
-                    sums[:, c] = s_col
-                    totals[c] += best_g - W[m, c]
+                    new_total = totals[c] + best_g - W[m, c]
+                    kernels._class_trial(P[m, c], sums[c], c, best_g - W[m, c], 1.0 / new_total, other_val,
+                                         other_idx, state.trial)
+                    state.accept(state.moved(), best_score)
+                    sums[c] += (best_g - W[m, c]) * P[m, c]
+                    totals[c] = new_total
                     W[m, c] = best_g
-                    best = best_m
                     moved = True
         if not moved:
             break
-    return W, best
+    return W, state.score
 
 
 def select_per_class(

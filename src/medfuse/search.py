@@ -303,7 +303,7 @@ def search_ensembles(
     confidence: float = 0.95,
     tie_tolerance: float = 1e-4,
     max_members: int = 8,
-    max_fit_voxels: int = 1_000_000,
+    max_fit_voxels: int = 250_000,
     memory_limit_mb: float = 2048.0,
     seed: int = 0,
     threads: int | None = None,
@@ -622,16 +622,17 @@ def _fit(data: ContestedSet, subset_counts: NDArray[np.int64], cases: NDArray[np
     best_mask = int(masks[int(np.argmax(np.where(np.isfinite(scores), scores, -np.inf)))])
     out: dict[str, NDArray[np.float64]] = {}
     sample = data.restrict(cases).sample(fit_cap, seed=seed)
+    class_major = sample.class_major() if "member-weights" in kinds or "class-weights" in kinds else None
     w_members = _indicator(best_mask, n_models, n_classes)
     if "member-weights" in kinds or "class-weights" in kinds:
-        w, _ = fit_member_weights(sample, w_members[:, 0], labels=labels)
+        w, _ = fit_member_weights(sample, w_members[:, 0], labels=labels, class_major=class_major)
         w_members = np.repeat(w[:, None], n_classes, axis=1)
         out["member-weights"] = w_members
     if "class-selection" in kinds:
         out["class-selection"] = select_per_class(counts.astype(np.float64), masks, n_members=n_models,
                                                   labels=labels)
     if "class-weights" in kinds:
-        W, _ = fit_class_weights(sample, w_members, labels=labels)
+        W, _ = fit_class_weights(sample, w_members, labels=labels, class_major=class_major)
         out["class-weights"] = W
     return {k: v for k, v in out.items() if k in kinds}
 

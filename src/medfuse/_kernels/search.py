@@ -289,68 +289,97 @@ def _changed_counts(new, old, ref, case, count, tp, fp, fn):
             fn[k, r] += w
 
 
+# ---- coordinate ascent (class-major layout: P (M, C, n) float32, S (C, n) float64; loops over rows vectorise)
+
+
 @jit
-def _weighted_sums(P, W, out):
-    """``out[i, c] = sum_m W[m, c] * P[i, m, c]`` (float64)."""
-    n = P.shape[0]
-    n_members = P.shape[1]
-    n_classes = P.shape[2]
+def _sums_cm(P, W, out):
+    """``out[c, i] = sum_m W[m, c] * P[m, c, i]``."""
+    n_members, n_classes, n = P.shape
+    for c in range(n_classes):
+        o = out[c]
+        for i in range(n):
+            o[i] = 0.0
+        for m in range(n_members):
+            w = W[m, c]
+            row = P[m, c]
+            for i in range(n):
+                o[i] += w * row[i]
+
+
+@jit
+def _member_trial(P, S, member, delta, best, lab):
+    """Labels (into ``lab``) of ``S + delta * P[member]``: one member's weight changed for every class (a
+    common normalisation does not change the argmax). Ties go to the lowest class."""
+    n_classes, n = S.shape
+    row = P[member, 0]
+    s = S[0]
     for i in range(n):
-        for c in range(n_classes):
-            v = 0.0
-            for m in range(n_members):
-                v += W[m, c] * P[i, m, c]
-            out[i, c] = v
+        best[i] = s[i] + delta * row[i]
+        lab[i] = 0
+    for c in range(1, n_classes):
+        row = P[member, c]
+        s = S[c]
+        for i in range(n):
+            v = s[i] + delta * row[i]
+            gt = v > best[i]
+            best[i] = v if gt else best[i]
+            lab[i] = c if gt else lab[i]
 
 
 @jit
-def _member_delta_labels(P, S, member, delta, out):
-    """Labels when member ``member``'s weight (the same for every class) changes by ``delta``.
-
-    ``S`` holds the current unnormalised sums; with one weight per member, normalising by the total
-    weight is a common positive factor and does not change the argmax.
-    """
-    n = P.shape[0]
-    n_classes = P.shape[2]
+def _best_other_cm(S, inv_total, column, val, idx):
+    """Per row: the largest normalised value among classes other than ``column``, and its first class."""
+    n_classes, n = S.shape
+    first = 1 if column == 0 else 0
+    s = S[first]
+    f = inv_total[first]
     for i in range(n):
-        best = -np.inf
-        lab = 0
-        for c in range(n_classes):
-            v = S[i, c] + delta * P[i, member, c]
-            if v > best:
-                best = v
-                lab = c
-        out[i] = lab
+        val[i] = s[i] * f
+        idx[i] = first
+    for c in range(first + 1, n_classes):
+        if c == column:
+            continue
+        s = S[c]
+        f = inv_total[c]
+        for i in range(n):
+            v = s[i] * f
+            gt = v > val[i]
+            val[i] = v if gt else val[i]
+            idx[i] = c if gt else idx[i]
 
 
 @jit
-def _best_other(S, inv_total, column, val, idx):
-    """Per row: largest normalised value among classes other than ``column`` and its first index."""
-    n = S.shape[0]
-    n_classes = S.shape[1]
-    for i in range(n):
-        best = -np.inf
-        lab = 0
-        for c in range(n_classes):
-            if c == column:
-                continue
-            v = S[i, c] * inv_total[c]
-            if v > best:
-                best = v
-                lab = c
-        val[i] = best
-        idx[i] = lab
-
-
-@jit
-def _class_delta_labels(p_col, s_col, column, delta, inv_new, other_val, other_idx, out):
+def _class_trial(p_row, s_row, column, delta, inv_new, other_val, other_idx, lab):
     """Labels when one member's weight for class ``column`` changes by ``delta``.
 
-    ``p_col`` (n,) is that member's class-``column`` probabilities, ``s_col`` (n,) the current unnormalised
+    ``p_row`` (n,) is that member's class-``column`` probabilities, ``s_row`` (n,) the current unnormalised
     sums of class ``column``; the class's new total weight is ``1 / inv_new``.
     """
-    n = p_col.shape[0]
+    n = p_row.shape[0]
     for i in range(n):
-        v = (s_col[i] + delta * p_col[i]) * inv_new
+        v = (s_row[i] + delta * p_row[i]) * inv_new
         o = other_val[i]
-        out[i] = column if (v > o or (v == o and column < other_idx[i])) else other_idx[i]
+        lab[i] = column if (v > o or (v == o and column < other_idx[i])) else other_idx[i]
+
+
+@jit
+def _fg_score(tp, fp, fn, labels):
+    """nnU-Net's foreground mean Dice of counts (N, C) over ``labels``: per label the mean over cases where
+    it is present in reference or prediction, then the mean over labels present somewhere (NaN if none)."""
+    n_cases = tp.shape[0]
+    total = 0.0
+    n_labels = 0
+    for j in range(labels.shape[0]):
+        c = labels[j]
+        acc = 0.0
+        k = 0
+        for i in range(n_cases):
+            den = 2.0 * tp[i, c] + fp[i, c] + fn[i, c]
+            if den > 0:
+                acc += 2.0 * tp[i, c] / den
+                k += 1
+        if k > 0:
+            total += acc / k
+            n_labels += 1
+    return total / n_labels if n_labels > 0 else np.nan
