@@ -140,3 +140,46 @@ def test_class_major_channels_short_stream_is_a_format_error():
 
     with pytest.raises(FormatError, match="only 1 class"):
         list(class_major_channels([short()], 3, names=["model_a case x"]))
+
+
+def test_read_ahead_memory_does_not_grow_with_members():
+    """At most `window` channels are alive besides the one the consumer holds, whatever the member count."""
+    import gc
+    import weakref
+
+    live = [0]
+
+    def gone():
+        live[0] -= 1
+
+    def stream(m):
+        for c in range(5):
+            holder = [np.zeros(4)]
+            live[0] += 1
+            weakref.finalize(holder[0], gone)
+            yield c, holder.pop()  # like medfuse.io's streams: no reference kept while suspended
+
+    for n_members in (2, 8):
+        streams = [stream(m) for m in range(n_members)]
+        worst = 0
+        for _c, _m, ch in class_major_channels(streams, 5, window=2):
+            del ch
+            gc.collect()
+            worst = max(worst, live[0])
+        assert worst <= 2, (n_members, worst)
+
+
+def test_npz_channel_streams_hold_no_channel_while_suspended(tmp_path):
+    import gc
+    import weakref
+
+    from medfuse.io.npz import iter_npz_channels
+
+    np.savez_compressed(tmp_path / "a.npz", softmax=np.ones((3, 4, 5, 6), np.float16))
+    it = iter_npz_channels(tmp_path / "a.npz", "softmax")
+    _, ch = next(it)
+    ref = weakref.ref(ch)
+    del ch
+    gc.collect()
+    assert ref() is None  # the suspended generator does not keep the yielded channel alive
+    assert [c for c, _ in it] == [1, 2]

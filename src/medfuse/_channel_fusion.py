@@ -173,14 +173,14 @@ def class_major_channels(
 ) -> Iterator[tuple[int, int, NDArray[Any]]]:
     """Yield ``(c, m, channel)`` for ``c`` in classes, ``m`` in members with a stream, in that order.
 
-    Channels are decoded on a thread pool, at most ``window`` (default: threads + 1, at most the number of
-    streams) ahead of the consumer, so one member's stream is never advanced by two threads at once and
+    Channels are decoded on a thread pool, at most ``window`` (default: the kernel thread count, at most
+    the number of streams) ahead of the consumer, so one member's stream is never advanced by two threads at once and
     the read-ahead memory does not grow with the number of members.
     """
     active = [m for m, s in enumerate(streams) if s is not None]
     if not active:
         return
-    window = min(window or (_threads() + 1), len(active))
+    window = min(window or _threads(), len(active))
     order = [(c, m) for c in range(num_classes) for m in active]
 
     def pull(c: int, m: int) -> NDArray[Any]:
@@ -206,11 +206,14 @@ def class_major_channels(
                     break
             while pending:
                 c, m, fut = pending.popleft()
-                channel = fut.result()
+                # wait first: the next task may be this member's next channel (same stream)
+                holder = [fut.result()]
+                del fut
                 nxt = next(it, None)
                 if nxt is not None:
                     pending.append((nxt[0], nxt[1], pool.submit(pull, *nxt)))
-                yield c, m, channel
+                # popped at the yield: no local keeps the channel while suspended, the consumer frees it
+                yield c, m, holder.pop()
         finally:
             for _, _, fut in pending:
                 fut.cancel()

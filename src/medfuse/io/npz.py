@@ -192,11 +192,13 @@ class NpzMember:
         n = self.shape[0]
         with _MemberReader(self, backend=backend, verify=verify) as reader:
             for c in range(n):
-                buf = reuse if reuse is not None else np.empty(self.shape[1:], dtype=self.native_dtype)
-                reader.readinto(_bytes_view(buf))
+                # the channel is handed over in a list popped at the yield, so this suspended generator
+                # holds no reference to it (M open streams must not keep M channels alive)
+                holder = [reuse if reuse is not None else np.empty(self.shape[1:], dtype=self.native_dtype)]
+                reader.readinto(_bytes_view(holder[0]))
                 if c == n - 1:
                     reader.finish()
-                yield c, _to_native(buf, self.dtype)
+                yield c, _to_native(holder.pop(), self.dtype)
 
     def _buffer(self, shape: tuple[int, ...], out: NDArray[Any] | None, *, order: Literal["C", "F"]
                 ) -> NDArray[Any]:
