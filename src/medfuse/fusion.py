@@ -77,7 +77,7 @@ _TIES: dict[str, int] = {"lowest": 0, "undecided": 1, "first": 2}
 #: the sum check reads every CHECK_EVERY-th chunk of voxels
 CHECK_EVERY = 16
 #: voxels per chunk of the vote kernel
-VOTE_CHUNK = 16384
+VOTE_CHUNK = 8192
 
 
 def fusion_chunk(n_classes: int) -> int:

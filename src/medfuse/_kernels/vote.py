@@ -4,8 +4,8 @@ Members are M label maps of N voxels, passed by address (see :mod:`medfuse._kern
 dtype (``uint8`` or ``uint16``). Nothing of size M x N or C x N is allocated (no one-hot, no counts
 volume).
 
-Per chunk of a few thousand voxels, one vectorised pass per member computes the *score of member 0's
-label*: ``d = w[0] + sum over m >= 1 of (w[m] if label_m == label_0 else 0)`` (and the largest label, for
+Per chunk of a few thousand voxels, vectorised passes (four members per pass) compute the *score of
+member 0's label*: ``d = w[0] + sum over m >= 1 of (w[m] if label_m == label_0 else 0)`` (and the largest label, for
 validation). Where ``d`` exceeds half the total weight, member 0's label holds a strict majority and
 wins under every tie rule; that covers the unanimous voxels and most boundary voxels, and the output
 there is a plain copy of member 0. Only the remaining voxels, found 64 at a time with a vectorised
@@ -72,23 +72,46 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
         n = min(chunk, n_voxels - s0)
         r0 = _view(addrs[0] + label_size * s0, n, label_dtype)
 
-        # ---- score of member 0's label, and the largest label
+        # ---- score of member 0's label (members 1.. added four at a time), and the largest label
         if n_members == 1:
             for i in range(n):
                 d[i] = w0
-        for m in range(1, n_members):
-            rm = _view(addrs[m] + label_size * s0, n, label_dtype)
-            wm = weights[m]
-            if m == 1:
+        m = 1
+        while m < n_members:
+            first = m == 1
+            if m + 4 <= n_members:
+                q1 = _view(addrs[m] + label_size * s0, n, label_dtype)
+                q2 = _view(addrs[m + 1] + label_size * s0, n, label_dtype)
+                q3 = _view(addrs[m + 2] + label_size * s0, n, label_dtype)
+                q4 = _view(addrs[m + 3] + label_size * s0, n, label_dtype)
+                u1 = weights[m]
+                u2 = weights[m + 1]
+                u3 = weights[m + 2]
+                u4 = weights[m + 3]
                 for i in range(n):
-                    v = rm[i]
-                    d[i] = w0 + (wm if r0[i] == v else zero)
-                    top = max(top, v)
+                    v0 = r0[i]
+                    v1 = q1[i]
+                    v2 = q2[i]
+                    v3 = q3[i]
+                    v4 = q4[i]
+                    e = w0 if first else d[i]
+                    e += u1 if v1 == v0 else zero
+                    e += u2 if v2 == v0 else zero
+                    e += u3 if v3 == v0 else zero
+                    e += u4 if v4 == v0 else zero
+                    d[i] = e
+                    top = max(top, max(max(v1, v2), max(v3, v4)))
+                m += 4
             else:
+                q1 = _view(addrs[m] + label_size * s0, n, label_dtype)
+                u1 = weights[m]
                 for i in range(n):
-                    v = rm[i]
-                    d[i] += wm if r0[i] == v else zero
-                    top = max(top, v)
+                    v1 = q1[i]
+                    e = w0 if first else d[i]
+                    e += u1 if v1 == r0[i] else zero
+                    d[i] = e
+                    top = max(top, v1)
+                m += 1
 
         # ---- member 0's label everywhere (right wherever it holds a strict majority)
         if out_kind == 0:
@@ -104,7 +127,12 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
                 o16[i] = v
                 top = max(top, v)
 
-        # ---- slow path, 64 voxels at a time
+        # ---- slow path, 64 voxels at a time (none in a chunk where member 0 wins everywhere)
+        lo = d[0]
+        for i in range(n):
+            lo = min(lo, d[i])
+        if lo > half:
+            continue
         for b0 in range(0, n, BLOCK):
             nb = min(BLOCK, n - b0)
             db = d[b0:b0 + nb]
