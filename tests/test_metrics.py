@@ -176,6 +176,10 @@ def test_confusion_matrix_labels_above_255(rng, kernel_path):
     cm = confusion_matrix(reference, prediction)
     assert cm.shape == (1001, 1001)
     np.testing.assert_array_equal(cm, ref_impl.confusion_matrix(reference, prediction))
+    eight = blocky(rng, (4, 50, 50), 5)  # uint8 with labels past the first pass's 128 classes
+    eight[1, 1, :3] = 200
+    np.testing.assert_array_equal(confusion_matrix(eight, eight[::-1].copy()),
+                                  ref_impl.confusion_matrix(eight, eight[::-1]))
 
 
 def test_confusion_matrix_input_is_not_modified(rng):

@@ -49,13 +49,13 @@ __all__ = [
 
 #: Largest ``num_classes`` :func:`confusion_matrix` accepts (the matrix alone is then 134 MB).
 MAX_CLASSES = 4096
-#: Classes counted when ``num_classes`` is not given: every uint8 value, so 8-bit maps need one pass.
-_GUESS_CLASSES = 256
-#: Below this many voxels the single-threaded kernel runs (a parallel launch costs more; much more when
-#: the machine is busy).
+#: Classes counted in the first pass when ``num_classes`` is not given (labels 0..127: one pass; a map
+#: with a larger label needs a second look). Small enough that the per-range tables stay cheap.
+_GUESS_CLASSES = 128
+#: Below this many voxels the map is counted on the calling thread (handing out work costs more).
 _MIN_PARALLEL_VOXELS = 1 << 20
-#: Memory the per-thread partial tables may take.
-_PARTIAL_BUDGET_BYTES = 64 << 20
+#: Memory the partial tables of one call may take; bounds how many ranges the work is split into.
+_PARTIAL_BUDGET_BYTES = 4 << 20
 _EMPTY_RULES = ("nan", "one", "zero")
 
 
@@ -160,17 +160,20 @@ def _threads() -> int:
 
 
 def _count(ref: _Labels, pred: _Labels, k: int) -> NDArray[np.int64]:
-    """``(k + 1, k + 1)`` table; row/column ``k`` collects every value outside ``[0, k)``."""
+    """``(k + 1, k + 1)`` table; row/column ``k`` collects every value outside ``[0, k)``.
+
+    Large maps are cut into contiguous ranges (several per thread, as many as the table budget allows),
+    taken by the threads as they free up, each range counted into its own partial table.
+    """
     from ._kernels import metrics as kernels
-    from ._kernels.threads import run_chunked
+    from ._kernels.threads import run_ranges, split
 
     kk = k + 1
     size = ref.array.size
     if size == 0:
         return np.zeros((kk, kk), dtype=np.int64)
-    threads = 1 if size < _MIN_PARALLEL_VOXELS else max(1, min(_threads(), _PARTIAL_BUDGET_BYTES // (8 * kk**2)))
-    partial = np.zeros((threads, kk * kk), dtype=np.int64)
-    scratch = np.zeros((threads, kernels.BLOCK), dtype=np.uint8)
+    threads = 1 if size < _MIN_PARALLEL_VOXELS else _threads()
+    per_thread = max(1, min(8, _PARTIAL_BUDGET_BYTES // (8 * kk * kk * threads)))
     if threads == 1:
         # one contiguous copy at most (small maps only): the strided kernel is then never compiled for them
         views: tuple[NDArray[Any], NDArray[Any]] | list[tuple[NDArray[Any], NDArray[Any]]] = (
@@ -178,17 +181,20 @@ def _count(ref: _Labels, pred: _Labels, k: int) -> NDArray[np.int64]:
             _readonly(np.ascontiguousarray(pred.array).reshape(-1)))
     else:
         views = _kernel_layout(ref.array, pred.array)
+    total = np.zeros(kk * kk, dtype=np.int64)
+    jobs: list[tuple[Any, list[tuple[int, int]], tuple[NDArray[Any], NDArray[Any]], tuple[int, ...]]]
     if isinstance(views, tuple):
-        per = -(-size // threads)
-        per = -(-per // kernels.BLOCK) * kernels.BLOCK  # chunk starts on a block boundary
-        run_chunked(kernels._count_flat, threads, threads, views[0], views[1], partial, k, ref.swapped,
-                    pred.swapped, per, scratch)
+        jobs = [(kernels._count_flat, split(-(-size // kernels.BLOCK), threads, per_thread=per_thread), views,
+                 (kernels.BLOCK,))]
     else:
-        for va, vb in views:
-            run_chunked(kernels._count_strided, va.shape[0] * va.shape[1], threads, va, vb, partial, k,
-                        ref.swapped, pred.swapped, scratch)
-    table: NDArray[np.int64] = partial.sum(axis=0).reshape(kk, kk)
-    return table
+        jobs = [(kernels._count_strided, split(va.shape[0] * va.shape[1], threads, per_thread=per_thread),
+                 (va, vb), ()) for va, vb in views]
+    for kernel, ranges, (va, vb), extra in jobs:
+        partial = np.zeros((len(ranges), kk * kk), dtype=np.int64)
+        scratch = np.zeros((len(ranges), kernels.BLOCK), dtype=np.uint8)
+        run_ranges(kernel, ranges, threads, va, vb, partial, k, ref.swapped, pred.swapped, *extra, scratch)
+        total += partial.sum(axis=0)
+    return total.reshape(kk, kk)
 
 
 def _out_of_range(table: NDArray[np.int64], ref: _Labels, pred: _Labels, k: int) -> _Labels | None:

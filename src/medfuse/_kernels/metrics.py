@@ -17,11 +17,11 @@ Fast path
     scanning the flags eight at a time; each run costs one table update (no per-voxel increments, so no
     store-to-load dependency on a bin hit voxel after voxel).
 Parallelism
-    The kernels are ``nogil``; :func:`medfuse._kernels.threads.run_chunked` runs them on one contiguous
-    range of chunks (slices) per thread, each thread with its own partial table, summed at the end: the
-    schedule of a ``prange`` over threads without numba's parfor lowering (2-3 s less compile time per
-    specialisation, no OpenMP runtime, measured 6x faster than ``prange`` on this 2-core machine while
-    other jobs ran: OpenMP's barrier waited ~100 ms for a descheduled thread, Python threads did not).
+    The kernels are ``nogil``; :func:`medfuse._kernels.threads.run_ranges` runs them on contiguous ranges
+    of blocks (or of rows), several per thread, taken as threads free up, each range with its own partial
+    table, summed at the end. No ``prange``: numba's parfor lowering costs 2-3 s of compile time per
+    specialisation, and OpenMP's static barrier waited ~100 ms for a descheduled thread while other jobs
+    ran on the 2-core dev machine (measured 6x slower than Python threads then).
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ def _count_range(ref, pred, table, k, swap_r, swap_p, flags):
 def _count_flat(k0, k1, t, ref, pred, partial, k, swap_r, swap_p, per, scratch):
     """Count chunks ``k0 .. k1`` (``per`` voxels each) of two 1-D contiguous arrays into ``partial[t]``.
 
-    Called by :func:`medfuse._kernels.threads.run_chunked`, one contiguous range of chunks per thread;
-    ``scratch[t]`` is the thread's ``BLOCK``-byte flag buffer.
+    Called by :func:`medfuse._kernels.threads.run_ranges` for range ``t``; ``scratch[t]`` is the range's
+    ``BLOCK``-byte flag buffer.
     """
     n = ref.size
     s = min(n, k0 * per)
