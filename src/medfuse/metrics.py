@@ -246,7 +246,8 @@ def confusion_matrix(reference: ArrayLike, prediction: ArrayLike, *,
     Nothing is copied: every integer dtype is viewed as the unsigned type of its width (4 kernel
     specialisations per memory layout, compiled on first use). Out-of-range labels are detected in the
     same pass; only then does a second look at the offending map find the label to report. Without
-    ``num_classes`` 8-bit maps need one pass; wider maps holding labels above 255 need a second one.
+    ``num_classes``, large maps are counted for 128 classes first; a map holding a larger label needs
+    a second pass.
 
     Examples
     --------
@@ -272,14 +273,14 @@ def confusion_matrix(reference: ArrayLike, prediction: ArrayLike, *,
 
     min_classes = 2 if ref.is_bool and pred.is_bool else 1
     if ref.array.size >= _MIN_PARALLEL_VOXELS:
-        # count with room for 256 classes (every uint8 value): one pass unless a label falls outside
+        # count with room for 128 classes: one pass unless a label falls outside
         table = _count(ref, pred, _GUESS_CLASSES)
         if _out_of_range(table, ref, pred, _GUESS_CLASSES) is None:
             counted = table[:_GUESS_CLASSES, :_GUESS_CLASSES]
             used = np.flatnonzero(counted.sum(axis=0) + counted.sum(axis=1))
             k = max(int(used[-1]) + 1 if used.size else 1, min_classes)
             return np.ascontiguousarray(table[:k, :k])
-    # small maps (looking first is cheap), or labels outside [0, 256): find K, then count
+    # small maps (looking first is cheap), or labels outside [0, 128): find K, then count
     k = max(_largest_label(ref, pred) + 1, min_classes)
     return np.ascontiguousarray(_count(ref, pred, k)[:k, :k])
 
