@@ -243,8 +243,9 @@ def confusion_matrix(reference: ArrayLike, prediction: ArrayLike, *,
 
     Notes
     -----
-    Nothing is copied: every integer dtype is viewed as the unsigned type of its width (4 kernel
-    specialisations per memory layout, compiled on first use). Out-of-range labels are detected in the
+    Large maps are never copied: every integer dtype is viewed as the unsigned type of its width, and any
+    memory layout is read in place (a kernel is compiled on first use per pair of widths and per layout,
+    contiguous or strided; small non-contiguous maps are copied instead). Out-of-range labels are detected in the
     same pass; only then does a second look at the offending map find the label to report. Without
     ``num_classes``, large maps are counted for 128 classes first; a map holding a larger label needs
     a second pass.
