@@ -459,3 +459,21 @@ def test_cli_scheduler_address_runs_on_a_dask_cluster(cases, tmp_path):
     for case in cases.phantoms:
         np.testing.assert_array_equal(io.read_nifti(serial / f"{case}.nii.gz")[0],
                                       io.read_nifti(remote / f"{case}.nii.gz")[0])
+
+
+def test_evaluate_ignore_label_matches_overlap(cases, tmp_path):
+    refs = tmp_path / "refs"
+    for case, ph in cases.phantoms.items():
+        lab = ph.labels.copy()
+        lab[:, :5] = 7  # an "ignore" band in the reference
+        io.write_nifti(refs / f"{case}.nii.gz", lab, ph.geometry)
+    pred = cases.members[0]
+    ev = evaluate_folder(pred, refs, ignore_label=7, progress=False)
+    assert 7 not in ev.labels
+    for case in cases.phantoms:
+        r = io.read_nifti(refs / f"{case}.nii.gz")[0]
+        p = io.read_nifti(pred / f"{case}.nii.gz")[0]
+        expected = medfuse.overlap(r, p, labels=ev.labels, ignore_label=7)
+        for k in ev.labels:
+            got = ev.summary.per_case[case][k]
+            assert (got.tp, got.fp, got.fn) == (expected[k].tp, expected[k].fp, expected[k].fn)

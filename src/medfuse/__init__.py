@@ -34,6 +34,8 @@ _LAZY: dict[str, str] = {
     "OverlapResult": "metrics",
     "LabelOverlap": "metrics",
     "aggregate_cases": "metrics",
+    "overlap_from_confusion": "metrics",
+    "CaseSummary": "metrics",
     # fusion
     "average_probabilities": "fusion",
     "fuse_probabilities": "fusion",
@@ -43,6 +45,7 @@ _LAZY: dict[str, str] = {
     "VoteAccumulator": "fusion",
     # staple
     "staple": "staple",
+    "staple_binary": "staple",
     # postprocessing
     "keep_largest_component": "postprocess",
     "apply_postprocessing": "postprocess",
@@ -102,8 +105,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .ensemble import Evaluation, FusionReport, evaluate_folder, fuse_folders
-    from .inference import Predictor
-    from .io import check_same_geometry, open_folder, read_nifti, write_nifti, write_v1_case
     from .fusion import (
         ProbabilityAccumulator,
         VoteAccumulator,
@@ -112,8 +113,19 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         majority_vote,
         softmax,
     )
-    from .metrics import LabelOverlap, OverlapResult, aggregate_cases, confusion_matrix, dice, overlap
+    from .inference import Predictor
+    from .io import check_same_geometry, open_folder, read_nifti, write_nifti, write_v1_case
+    from .metrics import (
+        CaseSummary,
+        LabelOverlap,
+        OverlapResult,
+        aggregate_cases,
+        confusion_matrix,
+        dice,
+        overlap,
+        overlap_from_confusion,
+    )
     from .postprocess import Postprocessing, apply_postprocessing, determine_postprocessing, keep_largest_component
     from .search import search_ensembles
-    from .staple import staple
+    from .staple import staple, staple_binary
     from .submission import make_submission, validate_submission

@@ -609,10 +609,9 @@ def evaluate_folder(
     if ignore_label is not None:
         k = max(k, ignore_label + 1)
     matrices = {c: _pad(cm, k) for c, cm in matrices.items()}
-    if ignore_label is not None:
-        for cm in matrices.values():
-            cm[ignore_label, :] = 0  # reference voxels with the ignore label do not count at all
     total = np.sum(list(matrices.values()), axis=0)
+    if ignore_label is not None:
+        total[ignore_label, :] = 0  # reference voxels with the ignore label do not count at all
     in_reference = {int(v) for v in np.flatnonzero(total.sum(axis=1))} - {0}
     in_prediction = {int(v) for v in np.flatnonzero(total.sum(axis=0))} - {0}
     if labels is None:
@@ -631,7 +630,8 @@ def evaluate_folder(
         k_needed = max(chosen, default=0) + 1
         if k_needed > k:
             matrices = {c: _pad(cm, k_needed) for c, cm in matrices.items()}
-    results = {c: overlap_from_confusion(matrices[c], labels=chosen, spacing_mm=spacings[c]) for c in cases}
+    results = {c: overlap_from_confusion(matrices[c], labels=chosen, ignore_label=ignore_label,
+                                         spacing_mm=spacings[c]) for c in cases}
     summary = aggregate_cases(dict(sorted(results.items())))
     files = {c: (str(refs[c]), str(preds[c])) for c in cases}
     evaluation = Evaluation(summary=summary, files=files, labels=chosen)
