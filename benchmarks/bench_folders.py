@@ -44,11 +44,11 @@ def make_data(root: Path, *, members: int, cases: int, shape: tuple[int, int, in
     for c in range(cases):
         ph = synthetic.phantom(full, num_labels=num_labels, spacing=(2.0, 0.8, 0.8), seed=c, crop_margin=margin,
                                direction=(1, 0, 0, 0, -1, 0, 0, 0, 1))
-        box = tuple(slice(lo, hi) for lo, hi in ph.crop_bbox)
+        in_box = (slice(None), *(slice(lo, hi) for lo, hi in ph.crop_bbox))
         for m in range(members):
             probs = synthetic.simulate_probabilities(ph, quality=0.9 - 0.05 * m, dtype=np.float16,
                                                      seed=np.random.SeedSequence([c, m]))
-            io.write_v1_case(folders[m], f"case_{c:02d}", probabilities=np.ascontiguousarray(probs[(slice(None), *box)]),
+            io.write_v1_case(folders[m], f"case_{c:02d}", probabilities=np.ascontiguousarray(probs[in_box]),
                              geometry=ph.geometry, crop_bbox=ph.crop_bbox)
             del probs
         print(f"  data: case {c + 1}/{cases} written", flush=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,9 +23,9 @@ LabelArray = NDArray[Any]
 #: Class probabilities of shape (C, Z, Y, X), float16 or float32.
 ProbArray = NDArray[np.floating[Any]]
 #: M probability members: a sequence of (C, ...) arrays or one (M, C, ...) array.
-ProbMembers = Union[Sequence[ProbArray], NDArray[np.floating[Any]]]
+ProbMembers = Sequence[ProbArray] | NDArray[np.floating[Any]]
 #: M label maps: a sequence of (...) integer arrays or one (M, ...) array.
-LabelMembers = Union[Sequence[LabelArray], NDArray[Any]]
+LabelMembers = Sequence[LabelArray] | NDArray[Any]
 #: Voxel spacing in mm, array order (z, y, x).
 Spacing = tuple[float, ...]
 #: What Dice and friends are when a label is absent from both maps.

@@ -149,7 +149,7 @@ def validate_box(box: Sequence[Sequence[int]], shape: Sequence[int], *, name: st
         b = tuple((int(lo), int(hi)) for lo, hi in box)
     except (TypeError, ValueError):
         raise ValidationError(f"`{name}` must be a sequence of [start, stop] pairs; got {box!r}.") from None
-    if len(b) != len(shape) or any(not (0 <= lo <= hi <= s) for (lo, hi), s in zip(b, shape)):
+    if len(b) != len(shape) or any(not (0 <= lo <= hi <= s) for (lo, hi), s in zip(b, shape, strict=True)):
         raise ValidationError(
             f"`{name}` must be {len(shape)} half-open [start, stop] pairs inside shape {tuple(shape)}; "
             f"got {[list(p) for p in b]}."
@@ -161,7 +161,9 @@ def crop_to_box(volume: NDArray[Any], box: Sequence[Sequence[int]]) -> NDArray[A
     """View of the trailing spatial axes of ``volume`` cut to ``box`` (leading channel axes kept)."""
     nd = len(box)
     b = validate_box(box, volume.shape[volume.ndim - nd:])
-    return volume[(Ellipsis, *(slice(lo, hi) for lo, hi in b))]
+    index: tuple[Any, ...] = (Ellipsis, *(slice(lo, hi) for lo, hi in b))
+    cropped: NDArray[Any] = volume[index]
+    return cropped
 
 
 def paste_into_box(
@@ -191,5 +193,6 @@ def paste_into_box(
         if fills.shape != lead[-1:]:
             raise ValidationError(f"`fill` must have one value per channel ({lead[-1:]}); got {fills.shape}.")
         out[...] = fills.reshape(fills.shape + (1,) * nd)
-    out[(Ellipsis, *(slice(lo, hi) for lo, hi in b))] = cropped
+    index: tuple[Any, ...] = (Ellipsis, *(slice(lo, hi) for lo, hi in b))
+    out[index] = cropped
     return out
