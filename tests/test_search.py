@@ -253,3 +253,24 @@ def test_fuse_probabilities_reproduces_every_candidate(one_bad: cvf.CVSet, one_b
             rows.append([d[k] for k in labels])
         per_case = np.asarray(rows)
         np.testing.assert_allclose(per_case, cand.case_dice, atol=1e-12)
+
+
+def test_members_with_different_boxes(one_bad: cvf.CVSet):
+    """A cropped member (v1) and a full-size one (v2) fused over the union of their boxes."""
+    from medfuse.geometry import crop_to_box
+
+    preds = {"good": {}, "fair": {}}
+    boxes = {"good": {}, "fair": {}}
+    for c in one_bad.cases:
+        box = one_bad.phantoms[c].crop_bbox
+        preds["good"][c] = np.ascontiguousarray(crop_to_box(one_bad.predictions["good"][c], box))
+        boxes["good"][c] = box
+        preds["fair"][c] = one_bad.predictions["fair"][c].astype(np.float32)  # full size, float32
+    oof = OutOfFold.from_arrays(preds, {c: ph.labels for c, ph in one_bad.phantoms.items()}, folds=one_bad.folds,
+                                boxes=boxes)
+    res = search_ensembles(oof, learn_weights="none", class_selection=False, postprocessing="none",
+                           n_bootstrap=0)
+    pair = next(c for c in res.candidates if c.members == ("good", "fair"))
+    cv = cvf.CVSet(one_bad.phantoms, {m: one_bad.predictions[m] for m in ("good", "fair")}, one_bad.folds)
+    score, _ = _twin_scores(cv, np.ones((2, 12)), list(range(1, 12)))
+    assert pair.score == pytest.approx(score, abs=1e-12)
