@@ -66,7 +66,7 @@ def render_markdown(result: SearchResult, *, label_names: Mapping[int, str] | No
                                                                     postprocessing_file=postprocessing_file),
               "```", ""]
     if best.class_weights is not None:
-        lines += [f"`{weights_file}` holds the per-class weights (format `medfuse-weights/1`)."]
+        lines += [f"`{Path(weights_file).name}` holds the per-class weights (format `medfuse-weights/1`)."]
     lines += ["Ties (within "
               f"{result.settings.get('tie_tolerance', 0):g}) go to the simpler candidate: fewer members, then "
               "equal weights, member weights, per-class selection, per-class weights. Candidates are ranked by "
@@ -104,9 +104,10 @@ def render_markdown(result: SearchResult, *, label_names: Mapping[int, str] | No
         lines += ["Not determined (`--postprocessing none`).", ""]
     else:
         entries = [list(e) if isinstance(e, tuple) else e for e in pp.for_which_classes]
-        lines += [f"Largest connected component ({result.settings.get('connectivity', 6)}-connectivity) kept for: "
-                  f"{entries if entries else 'nothing (no label improved)'}; written to `{postprocessing_file}` "
-                  "(PaddleSeg / nnU-Net v1 format).", ""]
+        conn = result.settings.get("connectivity", 6)
+        lines += [f"Largest connected component ({conn}-connectivity) kept for: "
+                  f"{entries if entries else 'nothing (no label improved)'}; written to "
+                  f"`{Path(postprocessing_file).name}` (PaddleSeg / nnU-Net v1 format).", ""]
         if pp.dc_per_class_raw:
             merged = any(isinstance(e, tuple) for e in pp.for_which_classes)
             alone = {e for e in pp.for_which_classes if isinstance(e, int)}
@@ -280,9 +281,10 @@ def write_search_outputs(result: SearchResult, output: str | os.PathLike[str], *
             plot_names = ["ranking.png", "dice_boxplot.png"]
         import json
 
-        stage("search.json").write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n",
+        files = {"weights_file": str(out / "weights.json"), "postprocessing_file": str(out / "postprocessing.json")}
+        stage("search.json").write_text(json.dumps(result.to_dict(**files), indent=2, allow_nan=False) + "\n",
                                         encoding="utf-8")
-        markdown = render_markdown(result, label_names=label_names, plots=plot_names)
+        markdown = render_markdown(result, label_names=label_names, plots=plot_names, **files)
         stage("report.md").write_text(markdown + "\n", encoding="utf-8")
         if html_report:
             stage("report.html").write_text(render_html(markdown), encoding="utf-8")

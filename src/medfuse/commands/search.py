@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     pp = f", postprocessed {result.postprocessed_score:.4f}" if result.postprocessed_score is not None else ""
     print(f"best of {len(result.candidates)} candidates: {best.name}: OOF Dice {best.score:.4f} "
           f"(honest {best.honest_score:.4f}{pp})")
-    print(f"apply it: {result.fuse_command()}")
+    print("apply it: " + result.fuse_command(weights_file=str(out / "weights.json"),
+                                             postprocessing_file=str(out / "postprocessing.json")))
     print(f"wrote {', '.join(p.name for p in written)} to {out}")
     return 0
