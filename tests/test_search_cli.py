@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import cv_fixtures as cvf
+from medfuse import io
 from medfuse.cli import main
 from medfuse.errors import ValidationError
 from medfuse.oof import OutOfFold
@@ -170,3 +171,30 @@ def test_prediction_box_that_does_not_fit():
     preds = {"m": {"c0": _soft(np.ones((2, 2, 2), np.uint8))}}
     with pytest.raises(ValidationError, match="spatial shape"):
         search_ensembles(_oof(preds, refs), n_bootstrap=0)
+
+
+def test_fuse_folders_with_the_winner_reproduces_its_oof_score(roots: list[Path], cv: cvf.CVSet, tmp_path: Path):
+    """End to end: the winner's members, weights and postprocessing, applied by medfuse.fuse_folders to
+    each fold's validation predictions, give the OOF score the search reported."""
+    from medfuse.ensemble import fuse_folders
+    from medfuse.metrics import dice
+
+    res = search_ensembles(roots, n_bootstrap=0)
+    best = res.best
+    out = tmp_path / "search"
+    write_search_outputs(res, out)
+    weights = res.weights_file()["weights"] if best.class_weights is not None else list(best.weights or ())
+    pp = out / "postprocessing.json"
+    rows = []
+    for k in sorted(set(cv.folds.values())):
+        members = [next(r for r in roots if r.name == m) / f"fold_{k}" / "validation_raw" for m in best.members]
+        fused = tmp_path / f"fused_{k}"
+        fuse_folders(members, fused, weights=weights, postprocessing=pp, progress=False)
+        for case in sorted(c for c, f in cv.folds.items() if f == k):
+            labels, _ = io.read_nifti(fused / f"{case}.nii.gz")
+            d = dice(cv.phantoms[case].labels, labels, labels=list(range(1, 12)), empty="nan")
+            rows.append([d[c] for c in range(1, 12)])
+    per_case = np.asarray(rows)
+    per_label = [np.nanmean(col) for col in per_case.T if np.any(~np.isnan(col))]
+    expected = res.postprocessed_score if res.postprocessed_score is not None else best.score
+    assert float(np.mean(per_label)) == pytest.approx(expected, abs=1e-9)
