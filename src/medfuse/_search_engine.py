@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._search_pass import CasePass, run_case_pass
+from ._search_pass import CONTESTED, CasePass, run_case_pass
 from .errors import ValidationError
 from .geometry import Box
 from .oof import MemberPrediction, OOFCase
@@ -133,17 +133,16 @@ class CaseMemo:
     box: Box
     spacing_mm: tuple[float, ...]
     reference: bytes  # zlib, uint8, full shape
-    safe_labels: bytes  # zlib, uint8, box shape; CONTESTED at contested voxels
-    contested: NDArray[np.int64]  # flat indices into the box
+    safe_labels: bytes  # zlib, uint8, box shape; CONTESTED (255) at the contested voxels
 
     def reference_map(self) -> NDArray[np.uint8]:
         return _unpack(self.reference, self.shape, np.uint8)
 
     def label_map(self, contested_labels: NDArray[Any]) -> NDArray[np.uint8]:
-        """Full label map given the labels of the contested voxels (in :attr:`contested` order)."""
+        """Full label map given the labels of the contested voxels (in flat order)."""
         sizes = tuple(hi - lo for lo, hi in self.box)
         inner = _unpack(self.safe_labels, sizes, np.uint8).reshape(-1)
-        inner[self.contested] = contested_labels
+        inner[inner == CONTESTED] = contested_labels
         out = np.zeros(self.shape, np.uint8)
         out[_box_slices(self.box)] = inner.reshape(sizes)
         return out
@@ -208,7 +207,6 @@ def memo_of(loaded: LoadedCase, processed: ProcessedCase) -> CaseMemo:
     return CaseMemo(
         name=loaded.name, shape=tuple(loaded.reference.shape), box=loaded.box, spacing_mm=loaded.spacing_mm,
         reference=_pack(loaded.reference), safe_labels=_pack(processed.result.safe_labels),
-        contested=processed.result.contested,
     )
 
 

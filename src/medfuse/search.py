@@ -233,15 +233,19 @@ def search_ensembles(
     fitted: dict[str, NDArray[np.float64]] = {}
     per_fold: list[tuple[NDArray[np.int64], dict[str, NDArray[np.float64]]]] = []
     if fitted_kinds:
+        from ._progress import progress_bar
+
         all_cases = np.arange(n_cases)
-        fitted = _fit(data, collected.subset_counts, all_cases, fitted_kinds, masks=masks, labels=label_list,
-                      fit_cap=fit_cap, seed=seed)
-        for k, test in enumerate(folds):
-            train = np.setdiff1d(all_cases, test)
+        steps = [(-1, all_cases), *((k, np.setdiff1d(all_cases, test)) for k, test in enumerate(folds))]
+        for k, train in progress_bar(steps, enabled=progress, total=len(steps), desc="weights", unit="fit"):
             if train.size == 0:
                 continue
-            per_fold.append((test, _fit(data, collected.subset_counts, train, fitted_kinds, masks=masks,
-                                        labels=label_list, fit_cap=fit_cap, seed=seed + 1 + k)))
+            fits = _fit(data, collected.subset_counts, train, fitted_kinds, masks=masks, labels=label_list,
+                        fit_cap=fit_cap, seed=seed + 1 + k)
+            if k < 0:
+                fitted = fits
+            else:
+                per_fold.append((folds[k], fits))
         if not exact:
             in_sample, honest = _exact_rescoring(oof, fitted, per_fold, num_classes=num_classes, threads=threads,
                                                  progress=progress)
