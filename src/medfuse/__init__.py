@@ -69,10 +69,14 @@ _LAZY: dict[str, str] = {
     "Predictor": "inference",
     # selection
     "search_ensembles": "search",
+    "SearchResult": "search",
+    "Candidate": "search",
+    "OutOfFold": "oof",
+    "assemble_oof": "oof",
 }
 
 _SUBMODULES = {"synthetic", "io", "inference", "metrics", "fusion", "postprocess", "ensemble", "search",
-               "staple", "geometry", "errors", "submission", "demo", "plots"}
+               "staple", "geometry", "errors", "submission", "demo", "plots", "oof", "report"}
 
 __all__ = [
     "CaseMismatchError",
@@ -125,7 +129,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         overlap,
         overlap_from_confusion,
     )
+    from .oof import OutOfFold, assemble_oof
     from .postprocess import Postprocessing, apply_postprocessing, determine_postprocessing, keep_largest_component
-    from .search import search_ensembles
+    from .search import Candidate, SearchResult, search_ensembles
     from .staple import staple, staple_binary
     from .submission import make_submission, validate_submission
