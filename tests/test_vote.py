@@ -156,7 +156,8 @@ def test_bad_input(rng):
         (dict(label_maps=[m, m], weights=[1.0]), r"`weights`.*one entry per member"),
         (dict(label_maps=[m, m], weights=[1.0, -1.0]), r"`weights` must be non-negative"),
         (dict(label_maps=[m, m], weights=[0.0, 0.0]), r"`weights` must not be all zero"),
-        (dict(label_maps=[m, m], weights=np.ones((2, 3))), r"`weights`"),
+        (dict(label_maps=[m, m], weights=np.ones((2, 3))), r"`weights` must have one entry per member, shape \(2,\)"),
+        (dict(label_maps=[m, m], weights=np.ones((2, 1))), r"Per-class weights are not defined for a vote"),
         (dict(label_maps=[m, m], num_classes=0), r"`num_classes` must be >= 1"),
     ]
     for kwargs, match in cases:

@@ -264,6 +264,12 @@ def majority_vote(
         w: NDArray[Any] = np.ones(n_members, dtype=np.uint8 if n_members <= 255 else np.int32)
         params = np.array([n_members // 2, 0], dtype=w.dtype)
     else:
+        w1 = np.asarray(weights, dtype=object)
+        if w1.ndim != 1:
+            raise ValidationError(
+                f"`weights` must have one entry per member, shape ({n_members},); got {describe(weights)}. "
+                "Per-class weights are not defined for a vote."
+            )
         w = as_member_weights(weights, n_members=n_members, n_classes=1)[:, 0]
         half = float(w.sum()) / 2.0
         params = np.array([half * (1.0 + 1e-9) + 1e-300, 0.0])  # margin: float sums may round up
