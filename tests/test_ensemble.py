@@ -18,6 +18,7 @@ from medfuse import io, synthetic
 from medfuse.ensemble import evaluate_folder, fuse_folders
 from medfuse.errors import CaseMismatchError, FormatError, GeometryMismatchError, ValidationError
 from medfuse.geometry import Geometry, paste_into_box
+from medfuse.io.atomic import TEMP_MARKER
 
 SHAPE = (20, 40, 36)
 NUM_LABELS = 4
@@ -204,15 +205,19 @@ def test_sigkill_mid_run_then_resume(cases, tmp_path):
         f"fuse_folders({[str(m) for m in cases.members]!r}, {str(out)!r}, progress=False)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def finished():
+        return [p for p in out.glob("*.nii.gz") if not io.is_temporary(p.name)] if out.exists() else []
+
     deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob("*.nii.gz")) and proc.poll() is None:
-        time.sleep(0.02)
+    while time.time() < deadline and not finished() and proc.poll() is None:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    for f in out.glob("*.nii.gz"):
-        io.read_nifti(f)  # no truncated output
+    for f in finished():
+        io.read_nifti(f)  # no truncated output under a final name
     fuse_folders(cases.members, out, progress=False)
-    assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{c}.nii.gz" for c in cases.phantoms)
+    # the re-run completed every case and removed the temporary files the killed run left behind
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{c}.nii.gz" for c in cases.phantoms] + ["fusion.json"])
 
 
 def test_save_probabilities_writes_a_v1_folder_that_fuses_again(cases, tmp_path):
@@ -477,3 +482,14 @@ def test_evaluate_ignore_label_matches_overlap(cases, tmp_path):
         for k in ev.labels:
             got = ev.summary.per_case[case][k]
             assert (got.tp, got.fp, got.fn) == (expected[k].tp, expected[k].fp, expected[k].fn)
+
+
+def test_rerun_removes_temporary_files_of_an_interrupted_run(cases, tmp_path):
+    out = tmp_path / "fused"
+    out.mkdir()
+    stale = out / f"{TEMP_MARKER}dead-{sorted(cases.phantoms)[0]}.nii.gz"
+    stale.write_bytes(b"\x1f\x8b half a file")
+    keep = out / "notes.txt"
+    keep.write_text("mine")
+    fuse_folders(cases.members, out, progress=False)
+    assert not stale.exists() and keep.read_text() == "mine"

@@ -425,6 +425,7 @@ def fuse_folders(
         skipped=(), postprocessing=pp_dict,
     )
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
     previous = _read_previous(out)
     settings = _settings(report)
     if previous is not None and not overwrite and {k: previous.get(k) for k in settings} != settings:
@@ -447,6 +448,15 @@ def fuse_folders(
                                   "skipped": tuple(sorted(done)), "seconds": seconds})
         _write_json(out / FUSION_JSON, partial.to_dict())
     return partial
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete temporary files an interrupted run left in ``out`` (never a finished file)."""
+    from .io import is_temporary
+
+    for p in out.iterdir():
+        if p.is_file() and is_temporary(p.name):
+            p.unlink(missing_ok=True)
 
 
 def _read_previous(out: Path) -> dict[str, Any] | None:
