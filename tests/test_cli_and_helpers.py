@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from medfuse._format import fmt, format_table
 from medfuse._progress import prefetch, progress_bar
 from medfuse.cli import build_parser, main
+from medfuse.commands._common import align_weights, read_weights_file
 from medfuse.errors import MedfuseError, ValidationError
 
 
@@ -94,3 +96,38 @@ def test_every_subcommand_has_help_with_examples():
     for name, p in sub.choices.items():
         assert p.description, name
         assert p.epilog and "medfuse " + name in p.epilog, name
+
+
+# ------------------------------------------------------------------------------ --weights-file forms
+
+@pytest.mark.parametrize(
+    ("content", "weights", "names"),
+    [
+        ([1, 2, 0.5], [1.0, 2.0, 0.5], None),
+        ([[1, 0], [0, 1]], [[1.0, 0.0], [0.0, 1.0]], None),
+        ({"weights": [1, 3]}, [1.0, 3.0], None),
+        ({"format": "medfuse-weights/1", "members": ["a", "b"], "classes": 2, "weights": [[1, 2], [3, 4]]},
+         [[1.0, 2.0], [3.0, 4.0]], ["a", "b"]),
+        ({"best": {"members": ["b", "a"], "weights": [1, 2], "score": 0.9}, "candidates": []}, [1.0, 2.0],
+         ["b", "a"]),
+    ],
+)
+def test_weights_file_forms(tmp_path, content, weights, names):
+    f = tmp_path / "w.json"
+    f.write_text(json.dumps(content))
+    assert read_weights_file(f) == (weights, names)
+
+
+@pytest.mark.parametrize("content", [{}, [], "x", {"weights": ["a", "b"]}, {"members": ["a"], "weights": [1, 2]}])
+def test_bad_weights_files(tmp_path, content):
+    f = tmp_path / "w.json"
+    f.write_text(json.dumps(content))
+    with pytest.raises(ValidationError, match="weights-file"):
+        read_weights_file(f)
+
+
+def test_weights_follow_the_member_folders_by_name():
+    w, note = align_weights([1.0, 2.0, 3.0], ["2d", "3d", "cascade"], ["/x/cascade", "/x/2d", "/y/3d"])
+    assert w == [3.0, 1.0, 2.0] and note is None
+    w, note = align_weights([1.0, 2.0], ["m1", "m2"], ["/x/test_a", "/x/test_b"])
+    assert w == [1.0, 2.0] and "order" in note

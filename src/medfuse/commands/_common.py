@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import ValidationError
 
-__all__ = ["add_executor_arguments", "make_executor", "parse_float_list", "parse_int_list", "read_weights_file"]
+__all__ = ["add_executor_arguments", "align_weights", "make_executor", "parse_float_list", "parse_int_list",
+           "read_weights_file"]
 
 
 def parse_float_list(text: str, *, name: str) -> list[float]:
@@ -31,23 +32,52 @@ def parse_int_list(text: str, *, name: str) -> list[int]:
         raise ValidationError(f"`{name}` must be comma-separated integers like 1,2,3; got {text!r}.") from None
 
 
-def read_weights_file(path: str | os.PathLike[str]) -> list[Any]:
-    """Weights from JSON: a list (per member), a list of lists (per member and class), or an object with a
-    ``"weights"`` key (e.g. the ``best`` entry of ``medfuse search``'s ``search.json``, or the whole file)."""
+def read_weights_file(path: str | os.PathLike[str]) -> tuple[list[Any], list[str] | None]:
+    """Weights from JSON, and the member names they belong to when the file says.
+
+    Accepted: a list (one weight per member), a list of lists (per member and class), an object with a
+    ``"weights"`` key and optionally ``"members"`` (``medfuse search``'s ``weights.json``, or the ``best``
+    entry of its ``search.json``, or the whole ``search.json``).
+    """
     p = Path(path)
     try:
         data = json.loads(p.read_text())
     except (OSError, ValueError) as exc:
         raise ValidationError(f"`--weights-file` {str(p)!r} is not a readable JSON file ({exc}).") from exc
-    if isinstance(data, dict) and "best" in data and isinstance(data["best"], dict):
+    if isinstance(data, dict) and isinstance(data.get("best"), dict):
         data = data["best"]
+    names: list[str] | None = None
     if isinstance(data, dict):
+        members = data.get("members")
+        if isinstance(members, list) and all(isinstance(m, str) for m in members):
+            names = list(members)
         data = data.get("weights")
     if not isinstance(data, list) or not data:
         raise ValidationError(f"`--weights-file` {str(p)!r} must hold a list of weights (or an object with a "
                               "'weights' list).")
-    arr = np.asarray(data, dtype=np.float64)
-    return list(arr.tolist())
+    try:
+        arr = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(f"`--weights-file` {str(p)!r}: the weights must be numbers, one per member "
+                              "(or one list per member with one number per class).") from None
+    if names is not None and len(names) != arr.shape[0]:
+        raise ValidationError(f"`--weights-file` {str(p)!r} names {len(names)} members but holds "
+                              f"{arr.shape[0]} rows of weights.")
+    return list(arr.tolist()), names
+
+
+def align_weights(weights: list[Any], names: list[str] | None, members: list[str]) -> tuple[list[Any], str | None]:
+    """Put weights in the order of the MEMBER folders when the file names them by folder name.
+
+    Returns the weights and a note for the user (None when nothing needs saying).
+    """
+    if names is None:
+        return weights, None
+    folder_names = [Path(m).name for m in members]
+    if sorted(folder_names) == sorted(names) and len(set(names)) == len(names):
+        return [weights[names.index(n)] for n in folder_names], None
+    return weights, (f"note: the weights file names members {names}, which are not the MEMBER folders' names "
+                     f"{folder_names}; the weights apply in the order the folders are given.")
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:

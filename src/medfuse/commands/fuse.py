@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ._common import add_executor_arguments, make_executor, parse_float_list, read_weights_file
+from ._common import add_executor_arguments, align_weights, make_executor, parse_float_list, read_weights_file
 
 NAME = "fuse"
 HELP = "fuse the prediction folders of several models into one folder of label maps"
@@ -41,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
     if args.weights:
         weights = parse_float_list(args.weights, name="--weights")
     elif args.weights_file:
-        weights = read_weights_file(args.weights_file)
+        weights, names = read_weights_file(args.weights_file)
+        weights, note = align_weights(weights, names, args.members)
+        if note:
+            print(note, file=sys.stderr)
     cases = [c for c in args.cases.split(",") if c] if args.cases else None
     executor, close = make_executor(args)
     try:
