@@ -53,9 +53,9 @@ _LAZY: dict[str, str] = {
     "determine_postprocessing": "postprocess",
     # folders
     "fuse_folders": "ensemble",
-    "evaluate_folder": "ensemble",
+    "evaluate_folder": "evaluation",
     "FusionReport": "ensemble",
-    "Evaluation": "ensemble",
+    "Evaluation": "evaluation",
     # io
     "open_folder": "io",
     "read_nifti": "io",
@@ -76,7 +76,7 @@ _LAZY: dict[str, str] = {
 }
 
 _SUBMODULES = {"synthetic", "io", "inference", "metrics", "fusion", "postprocess", "ensemble", "search",
-               "staple", "geometry", "errors", "submission", "demo", "plots", "oof", "report"}
+               "staple", "geometry", "errors", "submission", "demo", "plots", "oof", "report", "evaluation"}
 
 __all__ = [
     "CaseMismatchError",
@@ -108,7 +108,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .ensemble import Evaluation, FusionReport, evaluate_folder, fuse_folders
+    from .ensemble import FusionReport, fuse_folders
+    from .evaluation import Evaluation, evaluate_folder
     from .fusion import (
         ProbabilityAccumulator,
         VoteAccumulator,
