@@ -47,7 +47,7 @@ def dice_boxplot(
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(keys) * n_groups + 2), 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
     for g, (name, values) in enumerate(data.items()):
-        series = [[v for v in values.get(k, []) if not math.isnan(v)] for k in keys]
+        series = [[float(v) for v in values.get(k, []) if not math.isnan(v)] for k in keys]
         positions = [i + (g - (n_groups - 1) / 2) * width for i in range(len(keys))]
         bp = ax.boxplot(series, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=True)
         for patch in bp["boxes"]:
@@ -59,7 +59,7 @@ def dice_boxplot(
     ax.set_xticklabels([names.get(k, str(k)) if isinstance(k, int) else "+".join(map(str, k)) for k in keys],
                        rotation=45 if len(keys) > 8 else 0)
     ax.set_xlabel("label")
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel(("Dice" if metric == "dice" else metric.replace("_", " ")) + " per case")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(axis="y", alpha=0.3)
     if title:

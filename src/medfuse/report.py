@@ -221,33 +221,11 @@ def _plot_ranking(result: SearchResult, path: Path) -> None:
 
 
 def _plot_boxes(result: SearchResult, path: Path) -> None:
-    from ._optional import import_optional
+    from .plots import dice_boxplot
 
-    mpl = import_optional("matplotlib", purpose="search plots")
-    mpl.use("Agg")
-    plt = import_optional("matplotlib.pyplot", purpose="search plots")
-    top = _top(result)[:3]
     labels = list(result.labels)
-    width = 0.8 / max(len(top), 1)
-    fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.35 * len(labels) * len(top) + 2)), 4.5))
-    for g, c in enumerate(top):
-        series = [[v for v in c.case_dice[:, j] if math.isfinite(v)] for j in range(len(labels))]
-        pos = [i + (g - (len(top) - 1) / 2) * width for i in range(len(labels))]
-        bp = ax.boxplot(series, positions=pos, widths=width * 0.9, patch_artist=True)
-        for patch in bp["boxes"]:
-            patch.set_facecolor(f"C{g}")
-            patch.set_alpha(0.6)
-        ax.plot([], [], color=f"C{g}", lw=6, alpha=0.6, label=c.name)
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels([str(k) for k in labels])
-    ax.set_xlabel("label")
-    ax.set_ylabel("Dice per case")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=8, loc="lower left")
-    ax.set_title("Per-class Dice of the top candidates (out-of-fold cases)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, format="png")
-    plt.close(fig)
+    groups = {c.name: {k: c.case_dice[:, j] for j, k in enumerate(labels)} for c in _top(result)[:3]}
+    dice_boxplot(groups, path, title="Per-class Dice of the top candidates (out-of-fold cases)")
 
 
 def write_search_outputs(result: SearchResult, output: str | os.PathLike[str], *, html_report: bool = False,
