@@ -67,3 +67,12 @@ def test_bench_command_writes_json(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert {m["section"] for m in data["measurements"]} == {"vote", "bandwidth"}
     assert "| majority vote | medfuse majority_vote |" in capsys.readouterr().out
+
+
+def test_targets_are_judged_only_at_full_size(report):
+    assert not report.judged
+    assert "not judged" in report.table() and "MISSED" not in report.table()
+    assert all(t["met"] is None for t in report.to_dict()["targets"])
+    full = BenchmarkReport(report.measurements, report.bandwidth_gb_per_s, report.compile_seconds, Sizes(),
+                           report.machine, targets=report.targets)
+    assert full.judged and ("met" in full.table() or "MISSED" in full.table())

@@ -78,6 +78,11 @@ class BenchmarkReport:
     checks: tuple[str, ...] = ()
     targets: tuple[Target, ...] = field(default_factory=tuple)
 
+    @property
+    def judged(self) -> bool:
+        """Whether the targets apply: only at the full problem sizes they were set for."""
+        return self.sizes == Sizes()
+
     def medfuse(self, section: str) -> Measurement | None:
         return next((m for m in self.measurements if m.section == section and m.method.startswith("medfuse")),
                     None)
@@ -114,9 +119,12 @@ class BenchmarkReport:
             rows = ["| target | goal | measured | |", "|---|---:|---:|---|"]
             for t in self.targets:
                 cmp = ">=" if t.higher_is_better else "<="
-                rows.append(f"| {t.name} | {cmp} {t.goal:g}{t.unit} | {t.measured:.3g}{t.unit} | "
-                            f"{'met' if t.met else 'MISSED'} |")
+                verdict = ("met" if t.met else "MISSED") if self.judged else "not judged"
+                rows.append(f"| {t.name} | {cmp} {t.goal:g}{t.unit} | {t.measured:.3g}{t.unit} | {verdict} |")
             out.append("\n".join(rows))
+            if not self.judged:
+                out.append("The targets apply to the full problem sizes; this run used smaller ones, so they are "
+                           "shown but not judged (run without --quick / custom sizes to judge them).")
         notes = [f"- skipped: {s}" for s in self.skipped] + [f"- check: {c}" for c in self.checks]
         if notes:
             out.append("\n".join(notes))
@@ -130,7 +138,8 @@ class BenchmarkReport:
             "compile_seconds": self.compile_seconds,
             "measurements": [{**asdict(m), "gb_per_s": m.gb_per_s, "share_of_bandwidth": m.share_of_bandwidth}
                              for m in self.measurements],
-            "targets": [{**asdict(t), "met": t.met} for t in self.targets],
+            "targets": [{**asdict(t), "met": t.met if self.judged else None} for t in self.targets],
+            "targets_judged": self.judged,
             "skipped": list(self.skipped),
             "checks": list(self.checks),
         }
