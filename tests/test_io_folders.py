@@ -523,3 +523,15 @@ def test_importing_medfuse_io_stays_light():
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_subset_keeps_only_the_named_cases_and_pickles(tmp_path, rng):
+    import pickle
+
+    probs = _v1_folder(tmp_path, rng)
+    folder = open_folder(tmp_path)
+    sub = pickle.loads(pickle.dumps(folder.subset(["case_b"])))
+    assert sub.cases == ("case_b",) and sub.layout == "v1" and sub.path == folder.path
+    np.testing.assert_array_equal(sub.case("case_b").read_probabilities(), probs["case_b"])
+    with pytest.raises(CaseMismatchError, match="case_z"):
+        folder.subset(["case_z"])

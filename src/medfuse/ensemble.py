@@ -201,7 +201,7 @@ class _CaseJob:
     """Everything a worker needs to fuse one case (picklable: paths and numbers only)."""
 
     case: str
-    members: tuple[str, ...]
+    members: tuple[Any, ...]  # one-case PredictionFolder subsets: no folder is scanned again per case
     method: Method
     weights: NDArray[np.float64] | None
     output: str
@@ -275,7 +275,7 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float]:
     from .fusion import VoteAccumulator
 
     t0 = time.perf_counter()
-    sources = [io.open_folder(folder).case(job.case) for folder in job.members]
+    sources = [io.open_folder(folder).case(job.case) for folder in job.members]  # open_folder: as is
     geometry: Geometry = io.check_same_geometry(sources)
     shape = geometry.shape
     prob_classes = {int(s.num_classes) for s in sources if s.has_probabilities and s.num_classes is not None}
@@ -437,7 +437,8 @@ def fuse_folders(
         )
     done = set() if overwrite else {c for c in all_cases if _is_done(out, c, save_probabilities)}
     todo = [c for c in all_cases if c not in done]
-    jobs = [_CaseJob(c, report.members, method, w, str(out), pp_dict, save_probabilities) for c in todo]
+    jobs = [_CaseJob(c, tuple(f.subset([c]) for f in folders), method, w, str(out), pp_dict, save_probabilities)
+            for c in todo]
     seconds: dict[str, float] = {}
     if previous is not None and not overwrite:
         seconds.update({c: s for c, s in previous.get("seconds_per_case", {}).items() if c in done})
