@@ -107,6 +107,24 @@ def test_runs_of_four_members_of_one_kind_keep_member_order(rng):
     np.testing.assert_array_equal(average_probabilities(members, weights=w), ref.weighted_mean(members, w))
 
 
+@pytest.mark.parametrize("kinds", ["5f32", "9f32", "10f32", "f16+5f32", "5f32+f16", "5f32+u8", "6f32", "5f16"])
+def test_runs_of_five_float32_members_keep_member_order(rng, kinds):
+    # five float32 members that end a run of their kind are summed in one loop (4 + 1 otherwise):
+    # every grouping must give the twin's bits, labels included
+    shape = (4, 5, 67)
+    members = []
+    for part in kinds.split("+"):
+        count, kind = (int(part[:-3]), part[-3:]) if part[:-3] else (1, part)
+        for _ in range(count):
+            if kind == "u8":
+                members.append(rng.integers(0, 3, shape).astype(np.uint8))
+            else:
+                members.append(probabilities(rng, 3, shape, np.float16 if kind == "f16" else np.float32))
+    w = rng.random((len(members), 3)) + 0.05
+    np.testing.assert_array_equal(average_probabilities(members, weights=w), ref.weighted_mean(members, w))
+    np.testing.assert_array_equal(fuse_probabilities(members, weights=w), ref.fuse_probabilities(members, w))
+
+
 @pytest.mark.parametrize("weights", ["member", "class"])
 def test_weights(rng, weights):
     members = [probabilities(rng, 5, (4, 6, 8), np.float16) for _ in range(3)]
