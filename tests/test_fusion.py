@@ -107,9 +107,10 @@ def test_runs_of_four_members_of_one_kind_keep_member_order(rng):
     np.testing.assert_array_equal(average_probabilities(members, weights=w), ref.weighted_mean(members, w))
 
 
-@pytest.mark.parametrize("kinds", ["5f32", "9f32", "10f32", "f16+5f32", "5f32+f16", "5f32+u8", "6f32", "5f16"])
-def test_runs_of_five_float32_members_keep_member_order(rng, kinds):
-    # five float32 members that end a run of their kind are summed in one loop (4 + 1 otherwise):
+@pytest.mark.parametrize("kinds", ["5f32", "9f32", "10f32", "6f32", "f16+5f32", "5f32+f16", "5f32+u8", "5f16",
+                                   "4f16+5f32", "5f16+5f32+u8", "9f16", "10f16"])
+def test_runs_of_five_members_keep_member_order(rng, kinds):
+    # five float members that end a run of their kind are summed in one loop (4 + 1 otherwise):
     # every grouping must give the twin's bits, labels included
     shape = (4, 5, 67)
     members = []
