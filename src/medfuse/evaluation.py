@@ -52,7 +52,9 @@ class Evaluation:
 def _case_files(folder: Path, what: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise ValidationError(f"`{what}` must be a folder of '<case>.nii.gz' files; got {str(folder)!r}.")
-    files = {p.name[: -len(".nii.gz")]: p for p in sorted(folder.glob("*.nii.gz")) if not p.name.startswith(".")}
+    from .io import label_map_files
+
+    files = label_map_files(folder)
     if not files:
         raise ValidationError(f"`{what}` folder {str(folder)!r} holds no '<case>.nii.gz' file.")
     return files

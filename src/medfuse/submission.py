@@ -243,13 +243,12 @@ def make_submission(
     SubmissionReport
         Of the written zip, validated by reading it back.
     """
-    from .io import read_nifti, write_nifti
+    from .io import label_map_files, read_nifti, write_nifti
 
     src = Path(folder)
     if not src.is_dir():
         raise ValidationError(f"`folder` must be a folder of '<case>.nii.gz' predictions; got {str(src)!r}.")
-    files = {p.name[: -len(_CASE_SUFFIX)]: p for p in sorted(src.glob("*" + _CASE_SUFFIX))
-             if not p.name.startswith(".")}
+    files = label_map_files(src)
     if not files:
         raise ValidationError(f"`folder` {str(src)!r} holds no '<case>.nii.gz' prediction.")
     expected_images = image_cases(images) if images is not None else None

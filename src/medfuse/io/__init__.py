@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .atomic import atomic_write, is_temporary
 from .folders import CaseSource, Layout, PredictionFolder, check_same_geometry, open_folder
-from .nifti import read_geometry, read_nifti, write_nifti
+from .nifti import label_map_files, read_geometry, read_nifti, write_nifti
 from .npz import InflateBackend, NpzMember, inflate_backend, iter_npz_channels, npz_keys, npz_member, read_npz
 from .pickles import load_pickle, loads_pickle, save_pickle
 from .v1 import WrittenCase, v1_properties, write_v1_case
@@ -34,6 +34,7 @@ __all__ = [
     "inflate_backend",
     "is_temporary",
     "iter_npz_channels",
+    "label_map_files",
     "load_pickle",
     "loads_pickle",
     "npz_keys",

@@ -23,7 +23,7 @@ from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry
 from .atomic import atomic_write
 
-__all__ = ["label_dtype", "read_geometry", "read_nifti", "write_nifti"]
+__all__ = ["label_dtype", "label_map_files", "read_geometry", "read_nifti", "write_nifti"]
 
 #: File endings medfuse reads as images (SimpleITK picks the reader from the ending).
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -123,6 +123,11 @@ def _check_nifti_complete(p: Path, *, compressed: bool) -> None:
             f"{p} is truncated: its header announces {expected} bytes of header and voxels but the file holds "
             f"{actual}. Re-create it."
         )
+
+
+def label_map_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """``<case>.nii.gz`` files of ``folder`` by case name, sorted; hidden and temporary files left out."""
+    return {p.name[: -len(".nii.gz")]: p for p in sorted(Path(folder).glob("*.nii.gz")) if not p.name.startswith(".")}
 
 
 def read_geometry(path: str | os.PathLike[str]) -> Geometry:
