@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._jobs import run_jobs, write_json
-from ._progress import prefetch, progress_bar
+from ._progress import progress_bar
 from ._version import __version__
 from .errors import CaseMismatchError, ValidationError
 from .evaluation import Evaluation, evaluate_folder  # re-exported: the folder jobs live side by side
@@ -221,26 +221,6 @@ def _member_weight(weights: NDArray[np.float64] | None, m: int, num_classes: int
     return np.asarray(row, dtype=np.float64)
 
 
-def _streaming_argmax(source: Any) -> NDArray[np.uint8]:
-    """Label map (over the source's crop box) of a probability member, one channel at a time."""
-    best: NDArray[np.float32] | None = None
-    labels: NDArray[Any] | None = None
-    mask: NDArray[np.bool_] | None = None
-    for c, channel in prefetch(source.iter_channels()):
-        if best is None:
-            best = channel.astype(np.float32)
-            dtype = np.uint8 if source.num_classes <= 256 else np.uint16
-            labels = np.zeros(channel.shape, dtype=dtype)
-            mask = np.empty(channel.shape, dtype=np.bool_)
-            continue
-        np.greater(channel, best, out=mask)  # strict: ties keep the lower class
-        labels[mask] = c  # type: ignore[index]
-        np.maximum(best, channel, out=best)
-    if labels is None:
-        raise ValidationError(f"case {source.name!r} in {str(source.folder.path)!r} has no probability channel.")
-    return labels
-
-
 def _mean_class_major(sources: Sequence[Any], job: _CaseJob, num_classes: int, domain: Box,
                       domain_shape: tuple[int, ...]) -> tuple[NDArray[Any], NDArray[np.float16] | None]:
     """Weighted mean + argmax, reading every member's class c before any member's class c + 1."""
@@ -314,7 +294,7 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float]:
                 raise ValidationError("`weights` per class are not defined for method='vote'; give one weight "
                                       "per member.")
             if s.has_probabilities:
-                member = paste_into_box(_streaming_argmax(s), _relative(_box_of(s), domain),
+                member = paste_into_box(s.argmax_labels(full=False), _relative(_box_of(s), domain),
                                         domain_shape, fill=0)
             else:
                 member = _crop(s.read_labels(), domain)

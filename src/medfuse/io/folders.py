@@ -334,7 +334,7 @@ class CaseSource:
             Negative, non-integral or too large label values in the file.
         """
         if self.label_path is None:
-            return self._argmax_labels()
+            return self.argmax_labels()
         array, geometry = read_nifti(self.label_path)
         if self.layout == "labels":
             self.__dict__.setdefault("geometry", geometry)
@@ -345,7 +345,10 @@ class CaseSource:
             raise FormatError(f"case {self.name!r} in {self.folder.path} has no label file.")
         return self.label_path
 
-    def _argmax_labels(self) -> NDArray[Any]:
+    def argmax_labels(self, *, full: bool = True) -> NDArray[Any]:
+        """Argmax of the stored (raw, never postprocessed) probabilities, ties to the lowest class, read one
+        class channel at a time: pasted into the full image (background outside the crop box), or over the
+        crop box only with ``full=False``. uint8 (uint16 beyond 256 classes)."""
         member = self.npz_member()
         best: NDArray[Any] | None = None
         cropped = np.zeros(member.shape[1:], dtype=label_dtype(member.shape[0] - 1))
@@ -356,7 +359,7 @@ class CaseSource:
             better = channel > best
             cropped[better] = c
             np.maximum(best, channel, out=best)
-        return paste_into_box(cropped, self.crop_bbox, self.geometry.shape, fill=0)
+        return paste_into_box(cropped, self.crop_bbox, self.geometry.shape, fill=0) if full else cropped
 
 
 def _as_labels(array: NDArray[Any], *, source: str) -> NDArray[Any]:
