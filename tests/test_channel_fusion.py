@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medfuse._channel_fusion import ClassMajorMean, _outside, class_major_channels
+from medfuse._channel_fusion import ClassMajorMean, class_major_channels
 from medfuse.errors import FormatError, ValidationError
+from medfuse.geometry import outside_box
 
 
 def _twin(shape, members, weights, c_count):
@@ -111,7 +112,7 @@ def test_outside_slabs_partition_the_complement(rng):
     shape = (5, 6, 7)
     box = ((1, 4), (0, 3), (2, 7))
     mark = np.zeros(shape, int)
-    for region in _outside(shape, box):
+    for region in outside_box(shape, box):
         mark[region] += 1
     mark[tuple(slice(a, b) for a, b in box)] += 1
     assert (mark == 1).all()

@@ -25,11 +25,10 @@ from ._fusion_inputs import (
 )
 from ._validation import as_int, as_label_map, describe, native_byteorder
 from .errors import ValidationError
-from .geometry import validate_box
+from .geometry import Box, outside_box, validate_box
 
 __all__ = ["ProbabilityAccumulator", "VoteAccumulator"]
 
-Box = tuple[tuple[int, int], ...]
 #: longest run of voxels handed to the kernel as one row (rows are split among threads)
 _ROW_TARGET = 65536
 #: class sums are checked on every _CHECK_EVERY-th row of a member added with :meth:`ProbabilityAccumulator.add`
@@ -77,18 +76,6 @@ def _box_rows(shape: tuple[int, ...], box: Box) -> tuple[NDArray[np.int64], int]
     index.extend(np.zeros(n_rows, dtype=np.int64) for _ in range(j + 1, nd))
     offsets = np.ravel_multi_index(tuple(index), shape) if n_rows else np.zeros(0, dtype=np.int64)
     return np.ascontiguousarray(offsets, dtype=np.int64), row_len
-
-
-def _outside_box(shape: tuple[int, ...], box: Box) -> list[tuple[slice, ...]]:
-    """Slices that cover the complement of ``box`` in ``shape`` exactly once."""
-    out = []
-    for a, (lo, hi) in enumerate(box):
-        prefix = tuple(slice(b0, b1) for b0, b1 in box[:a])
-        if lo > 0:
-            out.append((*prefix, slice(0, lo)))
-        if hi < shape[a]:
-            out.append((*prefix, slice(hi, None)))
-    return out
 
 
 def _labels_checked(label_map: ArrayLike, *, n_classes: int, name: str) -> NDArray[Any]:
@@ -207,7 +194,7 @@ class ProbabilityAccumulator:
                 f"`member` must be float16/float32 probabilities or an integer label map; got {describe(a)}."
             )
         self._add(src, kind, cstride, w, b, plane=0, check_sums=True, name="member")
-        for region in _outside_box(self._shape, b):
+        for region in outside_box(self._shape, b):
             self._sums[0][region] += np.float32(w[0])
         self._totals += w
         self._n_added += 1
@@ -244,7 +231,7 @@ class ProbabilityAccumulator:
         src = self._float_source(a[None])
         self._add(src, 0 if src.dtype == np.float16 else 1, 0, w, b, plane=cls, check_sums=False, name="channel")
         if cls == 0:
-            for region in _outside_box(self._shape, b):
+            for region in outside_box(self._shape, b):
                 self._sums[0][region] += np.float32(w[0])
         self._totals[cls] += w[0]
         self._channel_adds[cls] += 1

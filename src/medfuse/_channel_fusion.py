@@ -24,10 +24,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import FormatError, ValidationError
+from .geometry import Box, outside_box
 
 __all__ = ["ClassMajorMean", "class_major_channels"]
 
-Box = tuple[tuple[int, int], ...]
 
 #: voxels per chunk of the argmax kernel (float32 plane + best + labels stay in L2)
 _CHUNK = 1 << 15
@@ -102,7 +102,7 @@ class ClassMajorMean:
         run_chunked(_add_box, bits.shape[0], _threads(), self._plane, b[0][0], b[1][0], b[2][0], bits,
                     np.float32(weight))
         if self._class == 0:
-            for region in _outside(self.shape, b):
+            for region in outside_box(self.shape, b):
                 self._plane[region] += np.float32(weight)
 
     def add_labels(self, labels: NDArray[Any], *, weight: float) -> None:
@@ -151,20 +151,6 @@ class ClassMajorMean:
         if self._probs is None:
             raise ValidationError("probabilities were not kept; create with keep_probabilities=True.")
         return self._probs
-
-
-def _outside(shape: tuple[int, ...], box: Box) -> list[tuple[slice, ...]]:
-    """Disjoint slabs covering ``shape`` minus ``box``."""
-    regions = []
-    prefix: list[slice] = []
-    for axis, ((lo, hi), n) in enumerate(zip(box, shape, strict=True)):
-        rest = [slice(None)] * (len(shape) - axis - 1)
-        if lo > 0:
-            regions.append((*prefix, slice(0, lo), *rest))
-        if hi < n:
-            regions.append((*prefix, slice(hi, n), *rest))
-        prefix.append(slice(lo, hi))
-    return [tuple(r) for r in regions]
 
 
 def class_major_channels(

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from ._search_pass import CONTESTED, CasePass, run_case_pass
 from .errors import ValidationError
-from .geometry import Box
+from .geometry import Box, union_box
 from .oof import MemberPrediction, OOFCase
 
 __all__ = ["CaseMemo", "LoadedCase", "load_case", "process_case"]
@@ -27,11 +27,6 @@ __all__ = ["CaseMemo", "LoadedCase", "load_case", "process_case"]
 def _box_slices(box: Box, origin: Sequence[int] | None = None) -> tuple[slice, ...]:
     off = origin or (0,) * len(box)
     return tuple(slice(lo - o, hi - o) for (lo, hi), o in zip(box, off, strict=True))
-
-
-def union_box(boxes: Sequence[Box]) -> Box:
-    """Smallest box holding every box."""
-    return tuple((min(b[a][0] for b in boxes), max(b[a][1] for b in boxes)) for a in range(len(boxes[0])))
 
 
 @dataclass

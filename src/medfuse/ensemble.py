@@ -12,7 +12,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +26,11 @@ from ._progress import progress_bar
 from ._version import __version__
 from .errors import CaseMismatchError, ValidationError
 from .evaluation import Evaluation, evaluate_folder  # re-exported: the folder jobs live side by side
-from .geometry import Geometry, paste_into_box
+from .geometry import Box, Geometry, paste_into_box, union_box
 
 __all__ = ["Evaluation", "FusionReport", "evaluate_folder", "fuse_folders"]
 
 Method = Literal["mean", "vote"]
-Box = tuple[tuple[int, int], ...]
 PathLike = str | os.PathLike[str]
 
 FUSION_JSON = "fusion.json"
@@ -162,14 +161,6 @@ def _common_cases(folders: Sequence[Any], selected: Sequence[str] | None) -> lis
 
 
 # --------------------------------------------------------------------------------------------- boxes
-def _union_box(boxes: Iterable[Box], ndim: int) -> Box | None:
-    """Smallest box holding every non-empty box; None when there is none."""
-    kept = [b for b in boxes if all(hi > lo for lo, hi in b)]
-    if not kept:
-        return None
-    return tuple((min(b[d][0] for b in kept), max(b[d][1] for b in kept)) for d in range(ndim))
-
-
 def _box_of(source: Any) -> Box:
     return tuple((int(lo), int(hi)) for lo, hi in source.crop_bbox)
 
@@ -279,7 +270,8 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float]:
                               f"probability members have only {num_classes} classes (0..{num_classes - 1}).")
     full: Box = tuple((0, n) for n in shape)
     boxes = [_box_of(s) for s in sources if s.has_probabilities]
-    domain = _union_box([*boxes, *(b for b in hard_boxes if b is not None)], len(shape)) or full
+    non_empty = [b for b in (*boxes, *hard_boxes) if b is not None and all(hi > lo for lo, hi in b)]
+    domain = union_box(non_empty) if non_empty else full
     domain_shape = tuple(b1 - b0 for b0, b1 in domain)
 
     fused_probs: NDArray[np.float16] | None = None

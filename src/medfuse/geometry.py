@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from .errors import GeometryMismatchError, ValidationError
 
-__all__ = ["Geometry", "crop_to_box", "paste_into_box", "validate_box"]
+__all__ = ["Geometry", "crop_to_box", "outside_box", "paste_into_box", "union_box", "validate_box"]
 
 #: ITK's default tolerances (``itk::ImageToImageFilter`` global defaults): coordinate tolerance relative to
 #: the spacing, direction tolerance absolute.
@@ -195,4 +195,21 @@ def paste_into_box(
         out[...] = fills.reshape(fills.shape + (1,) * nd)
     index: tuple[Any, ...] = (Ellipsis, *(slice(lo, hi) for lo, hi in b))
     out[index] = cropped
+    return out
+
+
+def union_box(boxes: Sequence[Box]) -> Box:
+    """Smallest box holding every box of a non-empty sequence."""
+    return tuple((min(b[a][0] for b in boxes), max(b[a][1] for b in boxes)) for a in range(len(boxes[0])))
+
+
+def outside_box(shape: Sequence[int], box: Box) -> list[tuple[slice, ...]]:
+    """Disjoint slices covering ``shape`` minus ``box``, each voxel exactly once (at most two per axis)."""
+    out: list[tuple[slice, ...]] = []
+    for a, (lo, hi) in enumerate(box):
+        prefix = tuple(slice(b0, b1) for b0, b1 in box[:a])
+        if lo > 0:
+            out.append((*prefix, slice(0, lo)))
+        if hi < shape[a]:
+            out.append((*prefix, slice(hi, None)))
     return out
