@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 import reference_fusion as ref
-from medfuse import ValidationError
+from medfuse import ValidationError, fusion
 from medfuse.fusion import (
     RANGE_TOLERANCE,
     average_probabilities,
     fuse_probabilities,
-    fusion_chunk,
     softmax,
 )
 
@@ -179,12 +178,34 @@ def test_many_classes_give_uint16_labels(rng):
     assert one.dtype == np.uint8 and (one == 0).all()
 
 
-def test_large_volume_on_several_threads_matches_twin(rng):
-    shape = (3, 61, 47, 59)  # 169k voxels: many chunks, uneven last chunk
-    assert shape[1] * shape[2] * shape[3] > 4 * fusion_chunk(3)
-    members = [probabilities(rng, 3, shape[1:], np.float16) for _ in range(3)] + [
-        rng.integers(0, 3, shape[1:]).astype(np.uint8)]
-    w = [1.0, 2.0, 0.5, 1.5]
+def _member_mix(rng, mix, c, shape):
+    out = []
+    for part in mix.split("+"):
+        count, kind = int(part[:-3]), part[-3:]
+        for _ in range(count):
+            if kind == "u8a":
+                out.append(rng.integers(0, c, shape).astype(np.uint8))
+            else:
+                out.append(probabilities(rng, c, shape, np.float16 if kind == "f16" else np.float32))
+    return out
+
+
+@pytest.mark.parametrize("mix", ["3f16+1u8a", "5f32", "4f16", "4f32+5f32", "5f16+1u8a"])
+@pytest.mark.parametrize("chunk", ["default", 1000])
+def test_many_chunks_on_several_threads_match_twin(rng, monkeypatch, mix, chunk):
+    # several chunks per thread, an uneven last chunk; folded (4 or 5 probability members end the class)
+    # and unfolded argmax steps, with the default chunk and with a small one that is no multiple of 16
+    shape = (64, 67, 71)  # 304k voxels: more than 4 default chunks
+    if chunk == "default":
+        if numba.config.DISABLE_JIT:
+            pytest.skip("plain-Python kernels (NUMBA_DISABLE_JIT=1): the small-chunk cases run the same lines")
+        assert np.prod(shape) > 4 * fusion.FUSION_CHUNK
+    else:
+        monkeypatch.setattr(fusion, "FUSION_CHUNK", chunk)
+        monkeypatch.setattr(fusion, "CHECK_SIZE", 300)
+        shape = (9, 11, 61)
+    members = _member_mix(rng, mix, 3, shape)
+    w = rng.random((len(members), 3)) + 0.05
     want = ref.weighted_mean(members, w)
     old = numba.get_num_threads()
     try:
@@ -194,6 +215,14 @@ def test_large_volume_on_several_threads_matches_twin(rng):
             np.testing.assert_array_equal(fuse_probabilities(members, weights=w), want.argmax(0))
     finally:
         numba.set_num_threads(old)
+
+
+def test_uint16_labels_over_many_chunks(rng, monkeypatch):
+    monkeypatch.setattr(fusion, "FUSION_CHUNK", 100)
+    p = [probabilities(rng, 300, (3, 5, 17), concentration=0.1) for _ in range(5)]
+    got = fuse_probabilities(p)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, ref.fuse_probabilities(p))
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -271,7 +300,7 @@ def _traced_peak(fn, *args, **kwargs):
 
 def test_extra_memory_is_the_output_plus_small_buffers_whatever_the_member_count(rng):
     # tracemalloc sees numpy's allocations and numba's (its runtime allocates through Python's raw
-    # allocator): the per-thread (C, chunk) accumulators, about 1 MiB each.
+    # allocator): two float32 rows of FUSION_CHUNK voxels per thread, about 0.5 MiB each thread.
     members = [probabilities(rng, 6, (16, 64, 64), np.float16) for _ in range(8)]
     fuse_probabilities(members)  # compile outside the trace
     out, peak8 = _traced_peak(fuse_probabilities, members)
