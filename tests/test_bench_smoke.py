@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+import numpy as np
 import pytest
 
 from medfuse import ValidationError
-from medfuse.benchmark import SECTIONS, BenchmarkReport, Sizes, run_benchmark
+from medfuse.benchmark import SECTIONS, BenchmarkReport, Sizes, _resident, run_benchmark
 
 TINY = Sizes(fusion=(3, 14, 8, 12, 12), vote=(3, 8, 12, 14), labels=14, dice=(8, 12, 14), bandwidth_bytes=1 << 20)
 
@@ -76,3 +78,21 @@ def test_targets_are_judged_only_at_full_size(report):
     full = BenchmarkReport(report.measurements, report.bandwidth_gb_per_s, report.compile_seconds, Sizes(),
                            report.machine, targets=report.targets)
     assert full.judged and ("met" in full.table() or "MISSED" in full.table())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident set size from /proc")
+def test_benchmark_inputs_are_resident_in_memory():
+    # np.zeros pages stay unmapped until written and read as the shared zero page, from cache: inputs
+    # that are partly such pages would time faster than any array loaded from disk
+    def rss() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+    lazy = np.zeros((64, 1024, 1024), np.uint8)
+    lazy[7, 3, 5] = 9
+    before = rss()
+    resident = _resident(lazy)
+    grown = rss() - before
+    assert grown > 0.9 * lazy.nbytes, grown
+    assert resident.base is None and np.shares_memory(resident, lazy) is False
+    np.testing.assert_array_equal(resident, lazy)

@@ -121,6 +121,18 @@ def _timed_first_call(fn: Callable[[], Any]) -> float:
 
 
 # ------------------------------------------------------------------------------------------ data
+def _resident(a: NDArray[Any]) -> NDArray[Any]:
+    """``a`` copied into memory written page by page, like members loaded from disk.
+
+    The simulators start from ``np.zeros``, whose pages stay unmapped until written: a class channel
+    that is 0 outside its organ's box then reads as the kernel's shared zero page, from cache, far
+    faster than RAM (a float16 fusion measured 18-20 ms on such members, 25-32 ms on resident copies).
+    """
+    out = np.empty_like(a)
+    np.copyto(out, a)
+    return out
+
+
 def _phantom(shape: Sequence[int], seed: int = 0) -> Any:
     from . import synthetic
 
@@ -134,8 +146,8 @@ def _probability_members(sizes: Sizes, log: Callable[[str], None]) -> list[NDArr
     log(f"  simulating {m} probability members {tuple(sizes.fusion[1:])} ...")
     ph = _phantom(spatial, seed=1)
     qualities = np.linspace(0.9, 0.7, m)
-    return [synthetic.simulate_probabilities(ph, num_classes=c, quality=float(q), seed=10 + i, dtype=np.float16,
-                                             error_correlation=0.6, shared_seed=1)
+    return [_resident(synthetic.simulate_probabilities(ph, num_classes=c, quality=float(q), seed=10 + i,
+                                                       dtype=np.float16, error_correlation=0.6, shared_seed=1))
             for i, q in enumerate(qualities)]
 
 
@@ -146,11 +158,11 @@ def _label_members(sizes: Sizes, log: Callable[[str], None]) -> tuple[NDArray[np
     log(f"  simulating {m} label maps {tuple(spatial)} ...")
     ph = _phantom(spatial, seed=2)
     qualities = np.linspace(0.9, 0.7, m)
-    maps = [np.ascontiguousarray(synthetic.simulate_labels(ph, num_classes=sizes.labels, quality=float(q),
-                                                           seed=20 + i, error_correlation=0.6, shared_seed=2),
-                                 dtype=np.uint8)
+    maps = [_resident(np.ascontiguousarray(synthetic.simulate_labels(ph, num_classes=sizes.labels, quality=float(q),
+                                                                     seed=20 + i, error_correlation=0.6,
+                                                                     shared_seed=2), dtype=np.uint8))
             for i, q in enumerate(qualities)]
-    return np.ascontiguousarray(ph.labels, dtype=np.uint8), maps
+    return _resident(np.ascontiguousarray(ph.labels, dtype=np.uint8)), maps
 
 
 # ------------------------------------------------------------------------------------------ peers
