@@ -84,6 +84,20 @@ def test_confusion_matrix_long_runs(rng, run, kernel_path):
                                       ref_impl.confusion_matrix(reference, prediction))
 
 
+def test_confusion_matrix_runs_of_every_short_length(rng, kernel_path):
+    # run lengths 1..17 in random order: flag words with several run starts, none, or one at either end
+    lengths = rng.integers(1, 18, size=4000)
+    values = rng.integers(0, 5, size=(2, lengths.size))
+    reference = np.repeat(values[0], lengths).astype(np.uint8)
+    prediction = np.repeat(values[1], np.roll(lengths, 1))[:reference.size].astype(np.uint8)
+    prediction = np.pad(prediction, (0, reference.size - prediction.size))
+    n = reference.size // 60 * 60
+    cases = [(reference, prediction), (reference[3:], prediction[3:]),  # word boundaries shifted
+             (reference[:n].reshape(4, 15, -1), prediction[:n].reshape(4, 15, -1))]
+    for r, p in cases:
+        np.testing.assert_array_equal(confusion_matrix(r, p, num_classes=5), ref_impl.confusion_matrix(r, p, 5))
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64])
 def test_confusion_matrix_default_threshold(rng, dtype):
     # large enough for the parallel kernel at the default threshold; chunk boundaries fall inside runs

@@ -13,9 +13,9 @@ Counting
 Fast path
     Label maps are spatially coherent: many runs of 2048 voxels hold a single (reference, prediction)
     pair. Such a block is detected with a branch-free OR-reduction of XORs (vectorised by LLVM) and
-    counted at once. In a mixed block, run starts are flagged in one vectorised pass and found by
-    scanning the flags eight at a time; each run costs one table update (no per-voxel increments, so no
-    store-to-load dependency on a bin hit voxel after voxel).
+    counted at once. In a mixed block, run starts are flagged in one vectorised pass and the flag words
+    that hold one are listed without a branch, then read with ``tzcnt``; each run costs one table
+    update (no per-voxel increments, so no store-to-load dependency on a bin hit voxel after voxel).
 Parallelism
     The kernels are ``nogil``; :func:`medfuse._kernels.threads.run_ranges` runs them on contiguous ranges
     of blocks (or of rows), several per thread, taken as threads free up, each range with its own partial
@@ -27,11 +27,14 @@ Parallelism
 from __future__ import annotations
 
 import numpy as np
+from numba import types
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
 
 from . import jit
 
-#: voxels checked at once by the fast path (a multiple of 8: the run scan reads uint64 words of flags)
+#: voxels checked at once by the fast path (a multiple of 8: the run scan reads uint64 words of flags).
+#: Scratch per range: BLOCK flag bytes, then BLOCK // 8 uint16 word indices (BLOCK + BLOCK // 4 bytes).
 BLOCK = 2048
 
 
@@ -75,6 +78,22 @@ def _byteswap_impl(v):
     return None
 
 
+def _lowest_set_byte(x):
+    """Index of the lowest non-zero byte of the non-zero uint64 ``x``.
+
+    This body runs only with ``NUMBA_DISABLE_JIT=1``; compiled kernels use the overload below.
+    """
+    x = int(x)
+    return ((x & -x).bit_length() - 1) >> 3
+
+
+@overload(_lowest_set_byte, jit_options={"nogil": True})
+def _lowest_set_byte_impl(x):
+    if isinstance(x, types.Integer):
+        return lambda x: np.int64(trailing_zeros(x) >> 3)  # type: ignore[call-arg]  # one tzcnt
+    return None
+
+
 @jit
 def _index(v, swap, k):
     """Row/column index of the raw value ``v``: native value clamped to ``k`` (out of range -> ``k``)."""
@@ -95,11 +114,14 @@ def _uniform(ref, pred, size):
 
 @jit
 def _count_runs(ref, pred, table, k, kk, swap_r, swap_p, flags):
-    """Add the pairs of two equal-length 1-D arrays (at most ``flags.size`` long) to ``table``, run by run.
+    """Add the pairs of two equal-length 1-D arrays (at most ``BLOCK`` long) to ``table``, run by run.
 
-    Run starts are flagged in a vectorised pass (``flags[i] = pair[i] != pair[i - 1]``); the flags are then
-    scanned eight at a time as uint64 words, so a voxel inside a run costs a fraction of a cycle and each
-    run one table update.
+    Run starts are flagged in a vectorised pass (``flags[i] = pair[i] != pair[i - 1]``), read eight at a
+    time as uint64 words; the words holding a run start are listed without a branch (into the uint16
+    tail of ``flags``), and the starts in each are found with ``tzcnt``. A voxel inside a run costs a
+    fraction of a cycle and each run one table update. Testing every word and then every flag with a
+    branch took 1.2 ms more (a quarter of the time) on 256x512x512 maps, single-threaded: a run start
+    is a mispredicted branch or two.
     """
     n = ref.size
     if n == 0:
@@ -112,15 +134,22 @@ def _count_runs(ref, pred, table, k, kk, swap_r, swap_p, flags):
     for i in range(n - 1):
         starts[i] = np.uint8(((cur_r[i] ^ prev_r[i]) | (cur_p[i] ^ prev_p[i])) != 0)
     flags[0] = 0
-    words = flags.view(np.uint64)
-    start = 0
+    words = flags[:BLOCK].view(np.uint64)
+    listed = flags[BLOCK:].view(np.uint16)
     n_words = n // 8
-    for w in range(n_words):
-        if words[w] != 0:
-            for j in range(8 * w, 8 * w + 8):
-                if flags[j]:
-                    table[_index(ref[start], swap_r, k) * kk + _index(pred[start], swap_p, k)] += j - start
-                    start = j
+    n_listed = 0
+    for w in range(n_words):  # branch-free list of the words that hold a run start
+        listed[n_listed] = w
+        n_listed += words[w] != 0
+    start = 0
+    for q in range(n_listed):
+        w = np.int64(listed[q])
+        x = words[w]
+        while x != 0:
+            j = 8 * w + _lowest_set_byte(x)
+            x &= x - np.uint64(1)  # flags are 0 or 1: this clears byte j
+            table[_index(ref[start], swap_r, k) * kk + _index(pred[start], swap_p, k)] += j - start
+            start = j
     for j in range(8 * n_words, n):
         if flags[j]:
             table[_index(ref[start], swap_r, k) * kk + _index(pred[start], swap_p, k)] += j - start
@@ -133,8 +162,9 @@ def _count_range(ref, pred, table, k, swap_r, swap_p, flags):
     """Add every pair of two equal-length 1-D arrays to the flat ``(k+1)*(k+1)`` ``table``.
 
     A uniform ``BLOCK``-voxel block is counted at once, any other run by run (``flags``: a uint8 scratch
-    array of ``BLOCK`` values). Measured on coherent label maps: large blocks amortise the uniformity
-    check, and flag-scanning makes mixed blocks cheap; nested block levels cost more than they save.
+    array of ``BLOCK + BLOCK // 4`` values). Measured on coherent label maps: large blocks amortise the
+    uniformity check, and flag-scanning makes mixed blocks cheap; nested block levels cost more than they
+    save.
     """
     kk = k + 1
     n = ref.size
@@ -157,7 +187,7 @@ def _count_flat(k0, k1, t, ref, pred, partial, k, swap_r, swap_p, per, scratch):
     """Count chunks ``k0 .. k1`` (``per`` voxels each) of two 1-D contiguous arrays into ``partial[t]``.
 
     Called by :func:`medfuse._kernels.threads.run_ranges` for range ``t``; ``scratch[t]`` is the range's
-    ``BLOCK``-byte flag buffer.
+    ``BLOCK + BLOCK // 4``-byte scratch buffer.
     """
     n = ref.size
     s = min(n, k0 * per)
