@@ -80,6 +80,22 @@ def test_targets_are_judged_only_at_full_size(report):
     assert full.judged and ("met" in full.table() or "MISSED" in full.table())
 
 
+def test_speed_up_targets_carry_the_bandwidth_ceiling(report):
+    # ceiling = peer time / (medfuse's input bytes / bandwidth probed around medfuse's runs)
+    peers = {"fusion float32 vs nnU-Net v2 style": ("fusion-float32", "nnU-Net"),
+             "vote vs SimpleITK": ("vote", "SimpleITK"), "Dice vs bincount": ("dice", "np.bincount")}
+    targets = {t.name: t for t in report.targets}
+    for name, (section, peer) in peers.items():
+        ours = report.medfuse(section)
+        theirs = next(m for m in report.measurements if m.section == section and m.method.startswith(peer))
+        want = theirs.seconds * ours.bandwidth_gb_per_s * 1e9 / ours.input_bytes
+        assert targets[name].ceiling == pytest.approx(want, rel=1e-12)
+        assert targets[name].measured == pytest.approx(theirs.seconds / ours.seconds, rel=1e-12)
+    assert all(t.ceiling is None for t in report.targets if t.unit != "x")
+    assert "at 100% of bandwidth" in report.table()
+    assert all("ceiling" in t for t in report.to_dict()["targets"])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident set size from /proc")
 def test_benchmark_inputs_are_resident_in_memory():
     # np.zeros pages stay unmapped until written and read as the shared zero page, from cache: inputs

@@ -424,17 +424,31 @@ def _targets(run: _Run) -> list[Target]:
     out: list[Target] = []
     by = {(m.section, m.method): m for m in run.measurements}
 
-    def ratio(section: str, peer: str) -> float | None:
+    def pair(section: str, peer: str) -> tuple[Measurement | None, Measurement | None]:
         ours = next((m for (s, meth), m in by.items() if s == section and meth.startswith("medfuse")), None)
         theirs = next((m for (s, meth), m in by.items() if s == section and meth.startswith(peer)), None)
+        return ours, theirs
+
+    def ratio(section: str, peer: str) -> float | None:
+        ours, theirs = pair(section, peer)
         return theirs.seconds / ours.seconds if ours and theirs else None
 
-    def add(name: str, goal: float, value: float | None, unit: str = "x", higher: bool = True) -> None:
-        if value is not None:
-            out.append(Target(name, goal, value, unit, higher))
+    def ceiling(section: str, peer: str) -> float | None:
+        ours, theirs = pair(section, peer)
+        if not ours or not theirs or not ours.bandwidth_gb_per_s:
+            return None
+        return theirs.seconds / (ours.input_bytes / (ours.bandwidth_gb_per_s * 1e9))
 
-    add("fusion float16 vs nnU-Net v2 style", 20, ratio("fusion-float16", "nnU-Net"))
-    add("fusion float32 vs nnU-Net v2 style", 6, ratio("fusion-float32", "nnU-Net"))
+    def add(name: str, goal: float, value: float | None, unit: str = "x", higher: bool = True,
+            limit: float | None = None) -> None:
+        if value is not None:
+            out.append(Target(name, goal, value, unit, higher, limit))
+
+    def speedup(name: str, goal: float, section: str, peer: str) -> None:
+        add(name, goal, ratio(section, peer), limit=ceiling(section, peer))
+
+    speedup("fusion float16 vs nnU-Net v2 style", 20, "fusion-float16", "nnU-Net")
+    speedup("fusion float32 vs nnU-Net v2 style", 6, "fusion-float32", "nnU-Net")
     for dt in ("float16", "float32"):
         ours = next((m for m in run.measurements if m.section == f"fusion-{dt}" and m.method.startswith("medfuse")),
                     None)
@@ -442,10 +456,10 @@ def _targets(run: _Run) -> list[Target]:
             add(f"fusion {dt}: share of read bandwidth", 60, 100 * ours.share_of_bandwidth, "%")
         if ours is not None:
             add(f"fusion {dt}: extra peak memory", 64, ours.extra_bytes / (1 << 20), " MiB", higher=False)
-    add("vote vs SimpleITK", 25, ratio("vote", "SimpleITK"))
-    add("vote vs numpy one-hot", 80, ratio("vote", "numpy"))
-    add("Dice vs bincount", 25, ratio("dice", "np.bincount"))
-    add("Dice vs SimpleITK", 40, ratio("dice", "SimpleITK"))
+    speedup("vote vs SimpleITK", 25, "vote", "SimpleITK")
+    speedup("vote vs numpy one-hot", 80, "vote", "numpy")
+    speedup("Dice vs bincount", 25, "dice", "np.bincount")
+    speedup("Dice vs SimpleITK", 40, "dice", "SimpleITK")
     return out
 
 
