@@ -26,12 +26,14 @@ Argmax, class after class
     9% faster for float32 and 6% for float16, from a chunk of 64K voxels (larger chunks give the
     hardware prefetcher longer runs: 16K voxels were 4% slower).
 Software prefetch
-    The 4- and 5-member loops run in steps of :data:`STEP_BYTES` per member; each step first asks for
+    The 4- and 5-member loops that fold the argmax (the label-fusion hot path) run in steps of
+    :data:`STEP_BYTES` per member; each step first asks for
     the cache lines :data:`PREFETCH_AHEAD` bytes further on in every member (``prefetcht0``, see
     :func:`medfuse._kernels.raw._prefetch`). The hardware prefetchers bring the streams into L2 but
     not far enough into L1 for five streams at once: measured head to head, float16 fusion became 15%
     faster on 2 threads (18% on one), float32 10% faster on one thread and 0-10% on two. Prefetching
-    only the start of the next class's rows did nothing.
+    only the start of the next class's rows did nothing. The structure costs compile time (+1.3 s for
+    these four loops), so the loops that write the class sum (the mean output) stay plain.
     The work on a range is one flat function: numba compiles every helper function separately and
     re-optimises it where it is inlined, which tripled the compile time.
 Arithmetic
@@ -65,8 +67,8 @@ __all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chu
 KIND_F16, KIND_F32, KIND_U8, KIND_U16 = 0, 1, 2, 3
 #: bytes per item of each kind
 ITEMSIZE = (2, 4, 1, 2)
-#: the 4- and 5-member loops run in steps of STEP_BYTES per member (4 cache lines), each step first
-#: prefetching into L1 the lines PREFETCH_AHEAD bytes further on in every member it reads
+#: the 4- and 5-member loops that fold the argmax run in steps of STEP_BYTES per member (4 cache lines),
+#: each step first prefetching into L1 the lines PREFETCH_AHEAD bytes further on in every member it reads
 STEP_BYTES = 256
 STEP_F16 = STEP_BYTES // 2
 STEP_F32 = STEP_BYTES // 4
@@ -229,39 +231,24 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     y4 = max(y4, b4)
                             folded = True
                         else:
-                            for j0 in range(0, n, STEP_F16):  # STEP_BYTES per member, prefetching
-                                ahead = 2 * j0 + PREFETCH_AHEAD
-                                for line in range(0, STEP_BYTES, 64):
-                                    _prefetch(p0 + ahead + line)
-                                    _prefetch(p1 + ahead + line)
-                                    _prefetch(p2 + ahead + line)
-                                    _prefetch(p3 + ahead + line)
-                                    _prefetch(p4 + ahead + line)
-                                j1 = min(j0 + STEP_F16, n)
-                                g0 = h0[j0:j1]
-                                g1 = h1[j0:j1]
-                                g2 = h2[j0:j1]
-                                g3 = h3[j0:j1]
-                                g4 = h4[j0:j1]
-                                as_ = a[j0:j1]
-                                for i in range(j1 - j0):
-                                    b0 = g0[i]
-                                    b1 = g1[i]
-                                    b2 = g2[i]
-                                    b3 = g3[i]
-                                    b4 = g4[i]
-                                    u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(b0)
-                                    u += w1 * _bits_to_float32(b1)
-                                    u += w2 * _bits_to_float32(b2)
-                                    u += w3 * _bits_to_float32(b3)
-                                    u += w4 * _bits_to_float32(b4)
-                                    as_[i] = u
-                                    y0 = max(y0, b0)
-                                    y1 = max(y1, b1)
-                                    y2 = max(y2, b2)
-                                    y3 = max(y3, b3)
-                                    y4 = max(y4, b4)
+                            for i in range(n):
+                                b0 = h0[i]
+                                b1 = h1[i]
+                                b2 = h2[i]
+                                b3 = h3[i]
+                                b4 = h4[i]
+                                u = zero if first else a[i]
+                                u += w0 * _bits_to_float32(b0)
+                                u += w1 * _bits_to_float32(b1)
+                                u += w2 * _bits_to_float32(b2)
+                                u += w3 * _bits_to_float32(b3)
+                                u += w4 * _bits_to_float32(b4)
+                                a[i] = u
+                                y0 = max(y0, b0)
+                                y1 = max(y1, b1)
+                                y2 = max(y2, b2)
+                                y3 = max(y3, b3)
+                                y4 = max(y4, b4)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(y0))
                         maxbits[t, m + 1] = max(maxbits[t, m + 1], np.uint64(y1))
                         maxbits[t, m + 2] = max(maxbits[t, m + 2], np.uint64(y2))
@@ -319,34 +306,21 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     y3 = max(y3, b3)
                             folded = True
                         else:
-                            for j0 in range(0, n, STEP_F16):  # STEP_BYTES per member, prefetching
-                                ahead = 2 * j0 + PREFETCH_AHEAD
-                                for line in range(0, STEP_BYTES, 64):
-                                    _prefetch(p0 + ahead + line)
-                                    _prefetch(p1 + ahead + line)
-                                    _prefetch(p2 + ahead + line)
-                                    _prefetch(p3 + ahead + line)
-                                j1 = min(j0 + STEP_F16, n)
-                                g0 = h0[j0:j1]
-                                g1 = h1[j0:j1]
-                                g2 = h2[j0:j1]
-                                g3 = h3[j0:j1]
-                                as_ = a[j0:j1]
-                                for i in range(j1 - j0):
-                                    b0 = g0[i]
-                                    b1 = g1[i]
-                                    b2 = g2[i]
-                                    b3 = g3[i]
-                                    u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(b0)
-                                    u += w1 * _bits_to_float32(b1)
-                                    u += w2 * _bits_to_float32(b2)
-                                    u += w3 * _bits_to_float32(b3)
-                                    as_[i] = u
-                                    y0 = max(y0, b0)
-                                    y1 = max(y1, b1)
-                                    y2 = max(y2, b2)
-                                    y3 = max(y3, b3)
+                            for i in range(n):
+                                b0 = h0[i]
+                                b1 = h1[i]
+                                b2 = h2[i]
+                                b3 = h3[i]
+                                u = zero if first else a[i]
+                                u += w0 * _bits_to_float32(b0)
+                                u += w1 * _bits_to_float32(b1)
+                                u += w2 * _bits_to_float32(b2)
+                                u += w3 * _bits_to_float32(b3)
+                                a[i] = u
+                                y0 = max(y0, b0)
+                                y1 = max(y1, b1)
+                                y2 = max(y2, b2)
+                                y3 = max(y3, b3)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(y0))
                         maxbits[t, m + 1] = max(maxbits[t, m + 1], np.uint64(y1))
                         maxbits[t, m + 2] = max(maxbits[t, m + 2], np.uint64(y2))
@@ -425,39 +399,24 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     z4 = max(z4, e4)
                             folded = True
                         else:
-                            for j0 in range(0, n, STEP_F32):  # STEP_BYTES per member, prefetching
-                                ahead = 4 * j0 + PREFETCH_AHEAD
-                                for line in range(0, STEP_BYTES, 64):
-                                    _prefetch(q0 + ahead + line)
-                                    _prefetch(q1 + ahead + line)
-                                    _prefetch(q2 + ahead + line)
-                                    _prefetch(q3 + ahead + line)
-                                    _prefetch(q4 + ahead + line)
-                                j1 = min(j0 + STEP_F32, n)
-                                g0 = f0[j0:j1]
-                                g1 = f1[j0:j1]
-                                g2 = f2[j0:j1]
-                                g3 = f3[j0:j1]
-                                g4 = f4[j0:j1]
-                                as_ = a[j0:j1]
-                                for i in range(j1 - j0):
-                                    e0 = g0[i]
-                                    e1 = g1[i]
-                                    e2 = g2[i]
-                                    e3 = g3[i]
-                                    e4 = g4[i]
-                                    u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(e0)
-                                    u += w1 * _bits_to_float32(e1)
-                                    u += w2 * _bits_to_float32(e2)
-                                    u += w3 * _bits_to_float32(e3)
-                                    u += w4 * _bits_to_float32(e4)
-                                    as_[i] = u
-                                    z0 = max(z0, e0)
-                                    z1 = max(z1, e1)
-                                    z2 = max(z2, e2)
-                                    z3 = max(z3, e3)
-                                    z4 = max(z4, e4)
+                            for i in range(n):
+                                e0 = f0[i]
+                                e1 = f1[i]
+                                e2 = f2[i]
+                                e3 = f3[i]
+                                e4 = f4[i]
+                                u = zero if first else a[i]
+                                u += w0 * _bits_to_float32(e0)
+                                u += w1 * _bits_to_float32(e1)
+                                u += w2 * _bits_to_float32(e2)
+                                u += w3 * _bits_to_float32(e3)
+                                u += w4 * _bits_to_float32(e4)
+                                a[i] = u
+                                z0 = max(z0, e0)
+                                z1 = max(z1, e1)
+                                z2 = max(z2, e2)
+                                z3 = max(z3, e3)
+                                z4 = max(z4, e4)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(z0))
                         maxbits[t, m + 1] = max(maxbits[t, m + 1], np.uint64(z1))
                         maxbits[t, m + 2] = max(maxbits[t, m + 2], np.uint64(z2))
@@ -515,34 +474,21 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     z3 = max(z3, e3)
                             folded = True
                         else:
-                            for j0 in range(0, n, STEP_F32):  # STEP_BYTES per member, prefetching
-                                ahead = 4 * j0 + PREFETCH_AHEAD
-                                for line in range(0, STEP_BYTES, 64):
-                                    _prefetch(q0 + ahead + line)
-                                    _prefetch(q1 + ahead + line)
-                                    _prefetch(q2 + ahead + line)
-                                    _prefetch(q3 + ahead + line)
-                                j1 = min(j0 + STEP_F32, n)
-                                g0 = f0[j0:j1]
-                                g1 = f1[j0:j1]
-                                g2 = f2[j0:j1]
-                                g3 = f3[j0:j1]
-                                as_ = a[j0:j1]
-                                for i in range(j1 - j0):
-                                    e0 = g0[i]
-                                    e1 = g1[i]
-                                    e2 = g2[i]
-                                    e3 = g3[i]
-                                    u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(e0)
-                                    u += w1 * _bits_to_float32(e1)
-                                    u += w2 * _bits_to_float32(e2)
-                                    u += w3 * _bits_to_float32(e3)
-                                    as_[i] = u
-                                    z0 = max(z0, e0)
-                                    z1 = max(z1, e1)
-                                    z2 = max(z2, e2)
-                                    z3 = max(z3, e3)
+                            for i in range(n):
+                                e0 = f0[i]
+                                e1 = f1[i]
+                                e2 = f2[i]
+                                e3 = f3[i]
+                                u = zero if first else a[i]
+                                u += w0 * _bits_to_float32(e0)
+                                u += w1 * _bits_to_float32(e1)
+                                u += w2 * _bits_to_float32(e2)
+                                u += w3 * _bits_to_float32(e3)
+                                a[i] = u
+                                z0 = max(z0, e0)
+                                z1 = max(z1, e1)
+                                z2 = max(z2, e2)
+                                z3 = max(z3, e3)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(z0))
                         maxbits[t, m + 1] = max(maxbits[t, m + 1], np.uint64(z1))
                         maxbits[t, m + 2] = max(maxbits[t, m + 2], np.uint64(z2))
