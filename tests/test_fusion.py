@@ -355,6 +355,22 @@ def test_unnormalised_members_are_refused(rng):
         fuse_probabilities([probabilities(rng, 3, (4, 5, 6)), p])
 
 
+def test_sum_check_samples_move_through_each_chunk(rng, monkeypatch):
+    # sums are right on the first CHECK_SIZE voxels of every chunk and wrong everywhere else: a sample
+    # taken at the same place in every chunk would miss it
+    monkeypatch.setattr(fusion, "FUSION_CHUNK", 1000)
+    monkeypatch.setattr(fusion, "CHECK_SIZE", 100)
+    monkeypatch.setattr(fusion, "CHECK_EVERY", 2)
+    good = probabilities(rng, 3, (10, 10, 50))
+    bad = good.copy()
+    flat = bad.reshape(3, -1)
+    keep = (np.arange(flat.shape[1]) % 1000) < 100
+    flat[:, ~keep] *= np.float32(0.5)
+    with pytest.raises(ValidationError, match="sum to 1"):
+        fuse_probabilities([good, bad])
+    fuse_probabilities([good, good])
+
+
 def test_check_false_skips_probability_checks(rng):
     p = rng.random((3, 4, 5, 6)).astype(np.float32) * 2
     got = fuse_probabilities([p], check=False)
