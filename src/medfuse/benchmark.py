@@ -422,40 +422,32 @@ def _same_dice(a: Any, b: Any) -> bool:
 
 def _targets(run: _Run) -> list[Target]:
     out: list[Target] = []
-    by = {(m.section, m.method): m for m in run.measurements}
 
-    def pair(section: str, peer: str) -> tuple[Measurement | None, Measurement | None]:
-        ours = next((m for (s, meth), m in by.items() if s == section and meth.startswith("medfuse")), None)
-        theirs = next((m for (s, meth), m in by.items() if s == section and meth.startswith(peer)), None)
-        return ours, theirs
+    def row(section: str, method: str) -> Measurement | None:
+        """The first measurement of ``section`` whose method starts with ``method``."""
+        return next((m for m in run.measurements if m.section == section and m.method.startswith(method)), None)
 
-    def ratio(section: str, peer: str) -> float | None:
-        ours, theirs = pair(section, peer)
-        return theirs.seconds / ours.seconds if ours and theirs else None
-
-    def ceiling(section: str, peer: str) -> float | None:
-        ours, theirs = pair(section, peer)
-        if not ours or not theirs or not ours.bandwidth_gb_per_s:
-            return None
-        return theirs.seconds / (ours.input_bytes / (ours.bandwidth_gb_per_s * 1e9))
-
-    def add(name: str, goal: float, value: float | None, unit: str = "x", higher: bool = True,
-            limit: float | None = None) -> None:
-        if value is not None:
-            out.append(Target(name, goal, value, unit, higher, limit))
+    def add(name: str, goal: float, value: float, unit: str = "x", higher: bool = True,
+            ceiling: float | None = None) -> None:
+        out.append(Target(name, goal, value, unit, higher, ceiling))
 
     def speedup(name: str, goal: float, section: str, peer: str) -> None:
-        add(name, goal, ratio(section, peer), limit=ceiling(section, peer))
+        ours, theirs = row(section, "medfuse"), row(section, peer)
+        if ours is None or theirs is None:
+            return
+        ratio = theirs.seconds / ours.seconds
+        share = ours.share_of_bandwidth  # reading at 100% of the probed bandwidth would divide ours by this
+        add(name, goal, ratio, ceiling=ratio / share if share else None)
 
     speedup("fusion float16 vs nnU-Net v2 style", 20, "fusion-float16", "nnU-Net")
     speedup("fusion float32 vs nnU-Net v2 style", 6, "fusion-float32", "nnU-Net")
     for dt in ("float16", "float32"):
-        ours = next((m for m in run.measurements if m.section == f"fusion-{dt}" and m.method.startswith("medfuse")),
-                    None)
-        if ours is not None and ours.share_of_bandwidth is not None:
+        ours = row(f"fusion-{dt}", "medfuse")
+        if ours is None:
+            continue
+        if ours.share_of_bandwidth is not None:
             add(f"fusion {dt}: share of read bandwidth", 60, 100 * ours.share_of_bandwidth, "%")
-        if ours is not None:
-            add(f"fusion {dt}: extra peak memory", 64, ours.extra_bytes / (1 << 20), " MiB", higher=False)
+        add(f"fusion {dt}: extra peak memory", 64, ours.extra_bytes / (1 << 20), " MiB", higher=False)
     speedup("vote vs SimpleITK", 25, "vote", "SimpleITK")
     speedup("vote vs numpy one-hot", 80, "vote", "numpy")
     speedup("Dice vs bincount", 25, "dice", "np.bincount")
