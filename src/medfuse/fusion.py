@@ -75,7 +75,7 @@ __all__ = [
 TieRule = Literal["lowest", "undecided", "first"]
 _TIES: dict[str, int] = {"lowest": 0, "undecided": 1, "first": 2}
 
-#: voxels per chunk of the fusion kernel (per thread: three float32 rows of this size, in L2)
+#: voxels per chunk of the fusion kernel (per thread: two float32 rows of this size, in L2)
 FUSION_CHUNK = 65536
 #: the class sums are checked on CHECK_SIZE voxels of every CHECK_EVERY-th chunk (3% of the voxels)
 CHECK_EVERY = 2

@@ -10,8 +10,9 @@ Layout
     member is ``(C, N)`` with contiguous rows (any channel stride); a hard member is ``(N,)``.
 Chunks
     The N voxels are cut into chunks (:data:`medfuse.fusion.FUSION_CHUNK` voxels). :func:`_fuse_chunks`
-    processes a contiguous range of chunks with three float32 rows of one chunk each (the class sum, the
-    running maximum, the sampled class sums); the wrapper hands out ranges to the threads
+    processes a contiguous range of chunks with two float32 rows of one chunk (the class sum, the running
+    maximum) and one of ``check_size`` voxels (the sampled class sums); the wrapper hands out ranges to
+    the threads
     (:func:`medfuse._kernels.threads.run_ranges`). Per chunk, classes are taken in order; per class,
     members are added in member order, four at a time when four consecutive members have the same kind
     (one load and store of the class sum per four members; five when five end a run of their kind, so
@@ -34,8 +35,13 @@ Software prefetch
     faster on 2 threads (18% on one), float32 10% faster on one thread and 0-10% on two. Prefetching
     only the start of the next class's rows did nothing. The structure costs compile time (+1.3 s for
     these four loops), so the loops that write the class sum (the mean output) stay plain.
-    The work on a range is one flat function: numba compiles every helper function separately and
-    re-optimises it where it is inlined, which tripled the compile time.
+One flat function
+    The work on a range is one function, with near-copies of its member-group loop per kind (float16,
+    float32) and group size (4, 5): numba compiles every helper function separately and re-optimises it
+    where it is inlined, which tripled the compile time. A reader's map: per chunk, per class, the loop
+    over member groups branches to hard members, float16 groups (5, 4, 1) and float32 groups (5, 4, 1),
+    the 4- and 5-member groups each with a folded (argmax) and a plain loop; after the groups comes the
+    argmax step unless a loop folded it; after the classes, the sampled sum check.
 Arithmetic
     ``acc = 0; acc += w[m, c] * p_m[c]`` for m = 0, 1, ... in float32, never contracted to FMA (no
     fastmath); a hard member adds ``w[m, c]`` where its label is ``c`` and ``0`` elsewhere. The numpy
@@ -120,13 +126,13 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
             for i in range(n):
                 best[i] = -np.inf
             if out_kind == 0:
-                o8 = _view(out_addr + s0, n, np.uint8)
+                lab8 = _view(out_addr + s0, n, np.uint8)
                 for i in range(n):
-                    o8[i] = 0
+                    lab8[i] = 0
             else:
-                o16 = _view(out_addr + 2 * s0, n, np.uint16)
+                lab16 = _view(out_addr + 2 * s0, n, np.uint16)
                 for i in range(n):
-                    o16[i] = 0
+                    lab16[i] = 0
 
         # ---- per class: a = sum over members, in order, of w[m, c] * member_m[c]; then the argmax step
         for c in range(n_classes):
