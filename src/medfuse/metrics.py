@@ -191,7 +191,7 @@ def _count(ref: _Labels, pred: _Labels, k: int) -> NDArray[np.int64]:
                  (va, vb), ()) for va, vb in views]
     for kernel, ranges, (va, vb), extra in jobs:
         partial = np.zeros((len(ranges), kk * kk), dtype=np.int64)
-        scratch = np.zeros((len(ranges), kernels.BLOCK + kernels.BLOCK // 4), dtype=np.uint8)
+        scratch = np.zeros((len(ranges), kernels.SCRATCH_BYTES), dtype=np.uint8)
         run_ranges(kernel, ranges, threads, va, vb, partial, k, ref.swapped, pred.swapped, *extra, scratch)
         total += partial.sum(axis=0)
     return total.reshape(kk, kk)

@@ -33,9 +33,10 @@ from numba.extending import overload
 
 from . import jit
 
-#: voxels checked at once by the fast path (a multiple of 8: the run scan reads uint64 words of flags).
-#: Scratch per range: BLOCK flag bytes, then BLOCK // 8 uint16 word indices (BLOCK + BLOCK // 4 bytes).
+#: voxels checked at once by the fast path (a multiple of 8: the run scan reads uint64 words of flags)
 BLOCK = 2048
+#: scratch bytes per range: BLOCK flag bytes, then BLOCK // 8 uint16 indices of flag words
+SCRATCH_BYTES = BLOCK + BLOCK // 4
 
 
 def _byteswap(v):
@@ -162,7 +163,7 @@ def _count_range(ref, pred, table, k, swap_r, swap_p, flags):
     """Add every pair of two equal-length 1-D arrays to the flat ``(k+1)*(k+1)`` ``table``.
 
     A uniform ``BLOCK``-voxel block is counted at once, any other run by run (``flags``: a uint8 scratch
-    array of ``BLOCK + BLOCK // 4`` values). Measured on coherent label maps: large blocks amortise the
+    array of :data:`SCRATCH_BYTES` values). Measured on coherent label maps: large blocks amortise the
     uniformity check, and flag-scanning makes mixed blocks cheap; nested block levels cost more than they
     save.
     """
@@ -187,7 +188,7 @@ def _count_flat(k0, k1, t, ref, pred, partial, k, swap_r, swap_p, per, scratch):
     """Count chunks ``k0 .. k1`` (``per`` voxels each) of two 1-D contiguous arrays into ``partial[t]``.
 
     Called by :func:`medfuse._kernels.threads.run_ranges` for range ``t``; ``scratch[t]`` is the range's
-    ``BLOCK + BLOCK // 4``-byte scratch buffer.
+    :data:`SCRATCH_BYTES`-byte scratch buffer.
     """
     n = ref.size
     s = min(n, k0 * per)
