@@ -275,6 +275,16 @@ class Predictor:
     # ----------------------------------------------------------------------------------------------------
     # one case
 
+    def _check_lowres_given(self, given: bool, *, image: str, what: str) -> None:
+        """A cascade full-res model needs the low-res stage's output (``what``); other models refuse it."""
+        if self.is_cascade and not given:
+            raise ValidationError(
+                f"these are cascade full-res models (input: {image} + {self.plans.num_classes} low-res label "
+                f"channels): give the low-res stage's {what} (`lowres=`, CLI `--lowres DIR`)."
+            )
+        if not self.is_cascade and given:
+            raise ValidationError("`lowres` is only for cascade full-res models; these models take the image only.")
+
     def _check_case(
         self, image: ArrayLike, geometry: Geometry | None, spacing: Sequence[float] | None,
         lowres: ArrayLike | None, lowres_geometry: Geometry | None,
@@ -306,13 +316,7 @@ class Predictor:
                 f"`geometry` has shape {geometry.shape} but the image has {arr.shape[1:]}."
             )
         low: NDArray[Any] | None = None
-        if self.is_cascade and lowres is None:
-            raise ValidationError(
-                f"these are cascade full-res models (input: {m} image + {self.plans.num_classes} low-res label "
-                "channels): give the low-res stage's segmentation (`lowres=`, CLI `--lowres DIR`)."
-            )
-        if not self.is_cascade and lowres is not None:
-            raise ValidationError("`lowres` is only for cascade full-res models; these models take the image only.")
+        self._check_lowres_given(lowres is not None, image=f"{m} image", what="segmentation")
         if lowres is not None:
             low = np.asarray(lowres)
             if low.shape != arr.shape[1:]:
@@ -572,13 +576,7 @@ class Predictor:
         out_dir = Path(output)
         if out_dir.resolve() == Path(images).resolve():
             raise ValidationError("`output` must not be the image folder.")
-        if self.is_cascade and lowres is None:
-            raise ValidationError(
-                f"these are cascade full-res models (input: image + {self.plans.num_classes} low-res label "
-                "channels): give the low-res stage's prediction folder (`lowres=`, CLI `--lowres DIR`)."
-            )
-        if not self.is_cascade and lowres is not None:
-            raise ValidationError("`lowres` is only for cascade full-res models; these models take the image only.")
+        self._check_lowres_given(lowres is not None, image="image", what="prediction folder")
         low_files = find_lowres(lowres, found) if lowres is not None else {}
         check_headers(found, low_files)  # a bad case fails now, not after an hour of prediction
         out_dir.mkdir(parents=True, exist_ok=True)
