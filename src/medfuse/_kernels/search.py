@@ -23,6 +23,22 @@ from .f16 import _bits_to_float32
 
 
 @jit
+def _argmax_rows(rows, n, best, arg):
+    """``arg[j]`` = argmax over the rows of ``rows[:, j]`` for ``j < n`` (ties: lowest row), ``best[j]`` its value."""
+    for j in range(n):
+        best[j] = rows[0, j]
+        arg[j] = 0
+    for c in range(1, rows.shape[0]):
+        src = rows[c]
+        ci = np.int32(c)
+        for j in range(n):
+            x = src[j]
+            gt = x > best[j]
+            best[j] = x if gt else best[j]
+            arg[j] = ci if gt else arg[j]
+
+
+@jit
 def _subset_chunks(k0, k1, t, probs, ref, level, member, chunk, keep, limit, cm_sub, cm_unan, cm_safe,
                    labels, n_bad, rows, out):
     """Chunks ``k0 .. k1`` of the subset pass (thread ``t``); see :func:`medfuse._search_pass.run_case_pass`.
@@ -166,17 +182,7 @@ def _subset_chunks(k0, k1, t, probs, ref, level, member, chunk, keep, limit, cm_
             for j in range(nbb):
                 agree[j] = 1
             for m in range(n_members):
-                for j in range(nbb):
-                    best_v[j] = vals[m, 0, j]
-                    arg_b[j] = 0
-                for c in range(1, n_classes):
-                    src = vals[m, c]
-                    ci = np.int32(c)
-                    for j in range(nbb):
-                        x = src[j]
-                        gt = x > best_v[j]
-                        best_v[j] = x if gt else best_v[j]
-                        arg_b[j] = ci if gt else arg_b[j]
+                _argmax_rows(vals[m], nbb, best_v, arg_b)
                 if m == 0:
                     for j in range(nbb):
                         arg0[j] = arg_b[j]
@@ -204,18 +210,7 @@ def _subset_chunks(k0, k1, t, probs, ref, level, member, chunk, keep, limit, cm_
                     else:
                         for j in range(nbb):
                             this_row[j] = prev_row[j] + add[j]
-                top = sums[d, 0]
-                for j in range(nbb):
-                    best_v[j] = top[j]
-                    arg_b[j] = 0
-                for c in range(1, n_classes):
-                    src = sums[d, c]
-                    ci = np.int32(c)
-                    for j in range(nbb):
-                        x = src[j]
-                        gt = x > best_v[j]
-                        best_v[j] = x if gt else best_v[j]
-                        arg_b[j] = ci if gt else arg_b[j]
+                _argmax_rows(sums[d], nbb, best_v, arg_b)
                 for j in range(nbb):
                     if not agree[j]:
                         cm_sub[t, s, r_b[j], arg_b[j]] += 1
