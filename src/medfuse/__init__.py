@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     "aggregate_cases": "metrics",
     "overlap_from_confusion": "metrics",
     "CaseSummary": "metrics",
+    "surface_metrics": "surface", "SurfaceResult": "surface", "LabelSurface": "surface",
     # fusion
     "average_probabilities": "fusion",
     "fuse_probabilities": "fusion",
@@ -135,3 +136,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .search import Candidate, SearchResult, search_ensembles
     from .staple import staple, staple_binary
     from .submission import make_submission, validate_submission
+    from .surface import LabelSurface, SurfaceResult, surface_metrics
