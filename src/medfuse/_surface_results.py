@@ -81,7 +81,7 @@ class LabelSurface:
         """One float per column: ``nsd`` for a scalar tolerance, ``nsd@<tol>`` per tolerance otherwise."""
         out: dict[str, float] = {name: float(getattr(self, name)) for name in DISTANCE_FIELDS}
         if isinstance(self.nsd, tuple) and isinstance(tolerance_mm, tuple):
-            out.update({_tol_name(t): float(v) for t, v in zip(tolerance_mm, self.nsd)})
+            out.update({_tol_name(t): float(v) for t, v in zip(tolerance_mm, self.nsd, strict=True)})
         else:
             out["nsd"] = float(self.nsd)  # type: ignore[arg-type]
         out.update({name: float(getattr(self, name)) for name in SIZE_FIELDS})

@@ -12,6 +12,7 @@ Empty rules (DeepMind differs, see :func:`surface_metrics`): a label absent from
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -87,17 +88,17 @@ def surface_metrics(
 
 
 # ---------------------------------------------------------------------------------------------- checks
-def _is_scalar(x: object) -> bool:
-    return np.ndim(x) == 0  # type: ignore[arg-type]
+def _is_scalar(x: Any) -> bool:
+    return bool(np.ndim(x) == 0)
 
 
 def _spacing(x: float | Sequence[float], ndim: int) -> tuple[float, ...]:
-    if not _is_scalar(x) and np.size(x) != ndim:  # type: ignore[arg-type]
+    if not _is_scalar(x) and np.size(x) != ndim:
         raise ValidationError(
             f"`spacing_mm` must hold one value per axis of the maps ({ndim}); got {describe(x)}. "
             "Pass it in array order, e.g. `img.GetSpacing()[::-1]` for SimpleITK."
         )
-    return as_spacing(x, ndim=ndim, name="spacing_mm")  # type: ignore[arg-type]
+    return as_spacing(x, ndim=ndim, name="spacing_mm")
 
 
 def _tolerances(x: float | Sequence[float]) -> tuple[float, ...]:
@@ -206,8 +207,8 @@ def _extract(labels: NDArray[Any], lut: NDArray[np.int32], lut_lo: int, n_slots:
                        slot, z, y, x, code)
     order, bounds = k.group_by_slot(slot, n_slots)
     z, y, x, code = z[order], y[order], x[order], code[order]
-    per_slot = [(z[b0:b1], y[b0:b1], x[b0:b1], code[b0:b1]) for b0, b1 in zip(bounds[:-1], bounds[1:])]
-    return per_slot, np.diff(bounds)
+    per_slot: list[Surfels] = [(z[b0:b1], y[b0:b1], x[b0:b1], code[b0:b1]) for b0, b1 in itertools.pairwise(bounds)]
+    return per_slot, np.asarray(np.diff(bounds), np.int64)
 
 
 def _distances(query: Surfels, target: Surfels, box: tuple[int, int, int, int],

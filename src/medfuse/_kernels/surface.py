@@ -38,28 +38,38 @@ __all__ = [
 # DeepMind's surface-distance tables encode: one word per code 0..255, three letters per triangle, letter
 # "e" = 0 and each step = 1/8 ("f" = 1/8, "a" = -4/8, "i" = 4/8); "-" = no triangle.
 _NORMALS_3D = (
-    "- fff ddf ccegge fdf cecgeg fdfddf ieegggfff dff fffdff cegceg ieeccgddf "
-    "gcegce ieegcgdfd aeecggdff ieeiee fdd eccegg ddffdd eaegggfff fdffdd eeagggddd ddffdffdd dddcccgggfff "
-    "dfffdd ecceggdff cegcegfdd fffhhhecgceg fddgcegce hhhegcdddcge aeedddcccfff aeedddccc fdf ffffdf ecgegc eaeffdggc "
-    "fdffdf fdfcecgeg ecgegcfdf bbheggffdcec dfffdf ffffdfdff eeiccgddf ggcggcffdddf fdfgcegce ieegcgdfdfdf egchbbdffgge aeeccgddf "
-    "gcecge eiecggfdd eiefdfcgc eieeae gcecgefdf bbbcegdddcge fffeaecccddd eaecccddd dffgcecge eieggcddfddf bhbccedfdceg eieggcddf "
-    "gcecgegcegce ccecceddf fffccecce ccecce ddf fffddf ddfddf ddfccegge ecgecg eeigcgfdf ecgecgddf hbheccdfdgge "
-    "ddfdff fffddfdff ddfcegceg ieeccgddfddf eiecgcfdf cgccgcdfddfd cechbbegcdff ieecgcfdf ceggec eeicggdff ddfceggec cecbhhccedff "
-    "eeaggcddf eeieei ffffffgggeei fffgggeei ceggecdff eeigcgfdffdf cegcegceggec fdfgeggeg gegbbhcgeddf eeigcgfdf fffgeggeg geggeg "
-    "ddffdf fffddffdf ddfecgegc eaeffdggcddf ecgecgfdf eeigcgfdffdf ecgecgecgegc eggeggfdd dfffdfddf dfffdfddffff eeiccgddfddf ffffdffdd "
-    "eiecgcfdffdf fffddffdd ecceggfff ffffdd ieegccfdd cggdffcggfdd hbheggdfdceg eaecggdff bbhgceeggddf dffcggeei fffeggegg eggegg "
-    "ieegggffffff fdfddffff cecgegfff ffffdf cceggefff fffddf ffffff fff fff ffffff fffddf cceggefff "
-    "ffffdf cecgegfff fdfddffff ieegggffffff eggegg fffeggegg dffcggeei bbhgceeggddf eaecggdff hbheggdfdceg cggdffcggfdd ieegccfdd "
-    "ffffdd ecceggfff fffddffdd eiecgcfdffdf ffffdffdd eeiccgddfddf dfffdfddffff dfffdfddf eggeggfdd ecceggeggegg eeigcgfdffdf ecgecgfdf "
-    "eaeffdggcddf ddfecgegc fffddffdf ddffdf geggeg fffgeggeg eeigcgfdf gegbbhcgeddf fdfgeggeg cecgeggeggeg eeigcgfdffdf ceggecdff "
-    "fffgggeei ffffffgggeei eeieei eeaggcddf cecbhhccedff ddfceggec eeicggdff ceggec ieecgcfdf cechbbegcdff cgccgcdfddfd eiecgcfdf "
-    "ieeccgddfddf ddfcegceg fffddfdff ddfdff hbheccdfdgge ecgecgddf eeigcgfdf ecgecg ddfccegge ddfddf fffddf ddf "
-    "ccecce fffccecce ccecceddf ccecceccegge eieggcddf bhbccedfdceg eieggcddfddf dffgcecge eaecccddd fffeaecccddd bbbcegdddcge gcecgefdf "
-    "eieeae eiefdfcgc eiecggfdd gcecge aeeccgddf egchbbdffgge ieegcgdfdfdf fdfgcegce ggcggcffdddf eeiccgddf ffffdfdff dfffdf "
-    "bbheggffdcec ecgegcfdf fdfcecgeg fdffdf eaeffdggc ecgegc ffffdf fdf aeedddccc aeedddcccfff hhhegcdddcge fddgcegce "
-    "fffhhhecgceg cegcegfdd ecceggdff dfffdd dddcccgggfff ddffdffdd eeagggddd fdffdd eaegggfff ddffdd eccegg fdd "
-    "ieeiee aeecggdff ieegcgdfd gcegce ieeccgddf cegceg fffdff dff ieegggfff fdfddf cecgeg fdf "
-    "ccegge ddf fff -"
+    "- fff ddf ccegge fdf cecgeg fdfddf ieegggfff "
+    "dff fffdff cegceg ieeccgddf gcegce ieegcgdfd aeecggdff ieeiee "
+    "fdd eccegg ddffdd eaegggfff fdffdd eeagggddd ddffdffdd dddcccgggfff "
+    "dfffdd ecceggdff cegcegfdd fffhhhecgceg fddgcegce hhhegcdddcge aeedddcccfff aeedddccc "
+    "fdf ffffdf ecgegc eaeffdggc fdffdf fdfcecgeg ecgegcfdf bbheggffdcec "
+    "dfffdf ffffdfdff eeiccgddf ggcggcffdddf fdfgcegce ieegcgdfdfdf egchbbdffgge aeeccgddf "
+    "gcecge eiecggfdd eiefdfcgc eieeae gcecgefdf bbbcegdddcge fffeaecccddd eaecccddd "
+    "dffgcecge eieggcddfddf bhbccedfdceg eieggcddf gcecgegcegce ccecceddf fffccecce ccecce "
+    "ddf fffddf ddfddf ddfccegge ecgecg eeigcgfdf ecgecgddf hbheccdfdgge "
+    "ddfdff fffddfdff ddfcegceg ieeccgddfddf eiecgcfdf cgccgcdfddfd cechbbegcdff ieecgcfdf "
+    "ceggec eeicggdff ddfceggec cecbhhccedff eeaggcddf eeieei ffffffgggeei fffgggeei "
+    "ceggecdff eeigcgfdffdf cegcegceggec fdfgeggeg gegbbhcgeddf eeigcgfdf fffgeggeg geggeg "
+    "ddffdf fffddffdf ddfecgegc eaeffdggcddf ecgecgfdf eeigcgfdffdf ecgecgecgegc eggeggfdd "
+    "dfffdfddf dfffdfddffff eeiccgddfddf ffffdffdd eiecgcfdffdf fffddffdd ecceggfff ffffdd "
+    "ieegccfdd cggdffcggfdd hbheggdfdceg eaecggdff bbhgceeggddf dffcggeei fffeggegg eggegg "
+    "ieegggffffff fdfddffff cecgegfff ffffdf cceggefff fffddf ffffff fff "
+    "fff ffffff fffddf cceggefff ffffdf cecgegfff fdfddffff ieegggffffff "
+    "eggegg fffeggegg dffcggeei bbhgceeggddf eaecggdff hbheggdfdceg cggdffcggfdd ieegccfdd "
+    "ffffdd ecceggfff fffddffdd eiecgcfdffdf ffffdffdd eeiccgddfddf dfffdfddffff dfffdfddf "
+    "eggeggfdd ecceggeggegg eeigcgfdffdf ecgecgfdf eaeffdggcddf ddfecgegc fffddffdf ddffdf "
+    "geggeg fffgeggeg eeigcgfdf gegbbhcgeddf fdfgeggeg cecgeggeggeg eeigcgfdffdf ceggecdff "
+    "fffgggeei ffffffgggeei eeieei eeaggcddf cecbhhccedff ddfceggec eeicggdff ceggec "
+    "ieecgcfdf cechbbegcdff cgccgcdfddfd eiecgcfdf ieeccgddfddf ddfcegceg fffddfdff ddfdff "
+    "hbheccdfdgge ecgecgddf eeigcgfdf ecgecg ddfccegge ddfddf fffddf ddf "
+    "ccecce fffccecce ccecceddf ccecceccegge eieggcddf bhbccedfdceg eieggcddfddf dffgcecge "
+    "eaecccddd fffeaecccddd bbbcegdddcge gcecgefdf eieeae eiefdfcgc eiecggfdd gcecge "
+    "aeeccgddf egchbbdffgge ieegcgdfdfdf fdfgcegce ggcggcffdddf eeiccgddf ffffdfdff dfffdf "
+    "bbheggffdcec ecgegcfdf fdfcecgeg fdffdf eaeffdggc ecgegc ffffdf fdf "
+    "aeedddccc aeedddcccfff hhhegcdddcge fddgcegce fffhhhecgceg cegcegfdd ecceggdff dfffdd "
+    "dddcccgggfff ddffdffdd eeagggddd fdffdd eaegggfff ddffdd eccegg fdd "
+    "ieeiee aeecggdff ieegcgdfd gcegce ieeccgddf cegceg fffdff dff "
+    "ieegggfff fdfddf cecgeg fdf ccegge ddf fff -"
 )
 
 
@@ -314,9 +324,9 @@ def _scan_y(qy, qx, zz_row, fz2, best, limit, ty_start, by0, ny, tx, sy, sx, ste
 
 
 @jit
-def _search(z, y, x, limit, starts, tx, bz0, by0, nz, ny, sz, sy, sx):
-    """Smallest squared distance to a target among the rows within ``limit`` (squared mm); inf if none."""
-    best = np.inf
+def _search(z, y, x, best, limit, starts, tx, bz0, by0, nz, ny, sz, sy, sx):
+    """Smallest squared distance to a target among the rows within ``limit`` (squared mm), ``best`` if no
+    closer one; rows that cannot beat ``best`` are skipped."""
     for step in (1, -1):
         zz = z if step > 0 else z - 1
         while bz0 <= zz < bz0 + nz:
@@ -333,14 +343,33 @@ def _search(z, y, x, limit, starts, tx, bz0, by0, nz, ny, sz, sy, sx):
 
 
 @jit
+def _probe(z, y, x, starts, tx, bz0, by0, nz, ny, sz, sy, sx):
+    """Squared distance to the nearest target in the query's own row and the four rows beside it (an
+    upper bound of the answer; inf when these rows are empty)."""
+    best = np.inf
+    for dz, dy in ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0)):
+        zz = z + dz
+        yy = y + dy
+        if bz0 <= zz < bz0 + nz and by0 <= yy < by0 + ny:
+            r = (zz - bz0) * ny + (yy - by0)
+            if starts[r + 1] > starts[r]:
+                fz = dz * sz
+                fy = dy * sy
+                fx = _nearest_in_row(tx, starts[r], starts[r + 1], x) * sx
+                best = min(best, (fz * fz + fy * fy) + fx * fx)
+    return best
+
+
+@jit
 def nearest_distances(k0, k1, t, qz, qy, qx, starts, tx, bz0, by0, nz, ny, sz, sy, sx, out):
     """``out[i]``: distance in mm from query corner ``i`` (``k0 <= i < k1``) to the nearest target corner.
 
     Targets are raster ordered, ``starts`` from :func:`row_index` over the box ``bz0 .. bz0+nz``,
-    ``by0 .. by0+ny``; every query lies in that box. The rows within a radius of the query are searched,
-    and the radius doubled until the nearest target found lies within it (then no row outside can hold
-    a closer one). Squared distances are summed axis by axis (``(dz*sz)² + (dy*sy)² + (dx*sx)²``), like
-    scipy's distance transform. ``inf`` when there is no target.
+    ``by0 .. by0+ny``; every query lies in that box. A probe of the rows next to the query bounds the
+    answer, then every row that could hold a closer target is searched. Without a bound, the rows within
+    a radius are searched, the radius doubled until the nearest target found lies within it (then no
+    row outside can hold a closer one). Squared distances are summed axis by axis
+    (``(dz*sz)² + (dy*sy)² + (dx*sx)²``), like scipy's distance transform. ``inf`` when no target.
     """
     whole = (nz * sz) ** 2 + (ny * sy) ** 2
     first = (4.0 * min(sz, sy)) ** 2
@@ -348,10 +377,14 @@ def nearest_distances(k0, k1, t, qz, qy, qx, starts, tx, bz0, by0, nz, ny, sz, s
         z = np.int64(qz[i])
         y = np.int64(qy[i])
         x = np.int64(qx[i])
-        limit = first
-        while True:
-            best = _search(z, y, x, limit, starts, tx, bz0, by0, nz, ny, sz, sy, sx)
-            if best <= limit or limit > whole:
-                break
-            limit *= 4.0
+        best = _probe(z, y, x, starts, tx, bz0, by0, nz, ny, sz, sy, sx)
+        if best < np.inf:
+            best = _search(z, y, x, best, np.inf, starts, tx, bz0, by0, nz, ny, sz, sy, sx)
+        else:
+            limit = first
+            while True:
+                best = _search(z, y, x, np.inf, limit, starts, tx, bz0, by0, nz, ny, sz, sy, sx)
+                if best <= limit or limit > whole:
+                    break
+                limit *= 4.0
         out[i] = math.sqrt(best)
