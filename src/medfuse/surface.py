@@ -212,7 +212,7 @@ def _extract(labels: NDArray[Any], lut: NDArray[np.int32], lut_lo: int, n_slots:
 
 
 def _distances(query: Surfels, target: Surfels, box: tuple[int, int, int, int],
-               spacing: tuple[float, float, float]) -> NDArray[np.float64]:
+               spacing: tuple[float, float, float], n_threads: int) -> NDArray[np.float64]:
     """Distance in mm from every query surfel to the nearest target surfel."""
     from ._kernels import surface as k
     from ._kernels import threads
@@ -220,7 +220,6 @@ def _distances(query: Surfels, target: Surfels, box: tuple[int, int, int, int],
     bz0, by0, nz, ny = box
     starts = k.row_index(target[0], target[1], bz0, by0, ny, nz * ny)
     out = np.empty(query[0].size, np.float64)
-    n_threads = threads.n_threads()
     ranges = threads.split(query[0].size, n_threads)
     threads.run_ranges(k.nearest_distances, ranges, n_threads, query[0], query[1], query[2], starts, target[2],
                        bz0, by0, nz, ny, *spacing, out)
@@ -230,6 +229,7 @@ def _distances(query: Surfels, target: Surfels, box: tuple[int, int, int, int],
 # ---------------------------------------------------------------------------------------- reductions
 def _compute(ref: NDArray[Any], pred: NDArray[Any], spacing: tuple[float, ...], wanted: tuple[int, ...] | None,
              tolerances: tuple[float, ...], pct: float) -> dict[int, LabelSurface]:
+    from ._kernels import threads
     from ._kernels.surface import area_table
 
     ref_m, pred_m, lut, lut_lo, slot_labels = _slot_space(ref, pred, wanted)
@@ -240,13 +240,15 @@ def _compute(ref: NDArray[Any], pred: NDArray[Any], spacing: tuple[float, ...], 
     sp3 = (1.0, *spacing) if len(spacing) == 2 else spacing
     slots = range(n_slots) if wanted is not None else np.flatnonzero((ref_n > 0) | (pred_n > 0))
     out: dict[int, LabelSurface] = {}
+    n_threads = threads.n_threads()
     for s in slots:
-        out[int(slot_labels[s])] = _label(ref_s[s], pred_s[s], table, sp3, tolerances, pct)  # type: ignore[arg-type]
+        out[int(slot_labels[s])] = _label(ref_s[s], pred_s[s], table, sp3, tolerances, pct,  # type: ignore[arg-type]
+                                          n_threads)
     return out
 
 
 def _label(rs: Surfels, ps: Surfels, table: NDArray[np.float64], spacing: tuple[float, float, float],
-           tolerances: tuple[float, ...], pct: float) -> LabelSurface:
+           tolerances: tuple[float, ...], pct: float, n_threads: int) -> LabelSurface:
     nan, inf = math.nan, math.inf
     if rs[0].size == 0 or ps[0].size == 0:
         both = rs[0].size == ps[0].size == 0
@@ -258,8 +260,8 @@ def _label(rs: Surfels, ps: Surfels, table: NDArray[np.float64], spacing: tuple[
     by0 = int(min(rs[1].min(), ps[1].min()))
     by1 = int(max(rs[1].max(), ps[1].max()))
     box = (bz0, by0, bz1 - bz0 + 1, by1 - by0 + 1)
-    r = _Directed(_distances(rs, ps, box, spacing), table[rs[3]], pct)
-    p = _Directed(_distances(ps, rs, box, spacing), table[ps[3]], pct)
+    r = _Directed(_distances(rs, ps, box, spacing, n_threads), rs[3], table, pct)
+    p = _Directed(_distances(ps, rs, box, spacing, n_threads), ps[3], table, pct)
     total = r.total + p.total
     nsd = tuple(float((r.within(t) + p.within(t)) / total) for t in tolerances)
     return LabelSurface(
@@ -270,10 +272,16 @@ def _label(rs: Surfels, ps: Surfels, table: NDArray[np.float64], spacing: tuple[
 
 
 class _Directed:
-    """Reductions of one direction's surfel distances ``d`` with areas ``a`` (both non-empty)."""
+    """Reductions of one direction's surfel distances ``d`` (codes ``codes``, areas from ``table``; non-empty)."""
 
-    def __init__(self, d: NDArray[np.float64], a: NDArray[np.float64], pct: float) -> None:
-        order = np.lexsort((a, d))  # by distance, then area: the order DeepMind's percentile walks
+    def __init__(self, d: NDArray[np.float64], codes: NDArray[np.uint8], table: NDArray[np.float64],
+                 pct: float) -> None:
+        a = table[codes]
+        # by distance, then area: the order DeepMind's percentile walks. Surfels put in area order first
+        # (an integer sort of each code's area rank), then a stable sort by distance.
+        area_rank = np.searchsorted(np.unique(table), table).astype(np.uint16)
+        by_area = np.argsort(area_rank[codes], kind="stable")
+        order = by_area[np.argsort(d[by_area], kind="stable")]
         self.d, self.a = d[order], a[order]
         self.total = float(np.sum(self.a))
         cum = np.cumsum(self.a) / self.total
