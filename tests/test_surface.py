@@ -43,7 +43,7 @@ def scan(labels: np.ndarray, lut: np.ndarray, lut_lo: int = 0) -> tuple[np.ndarr
         vol = vol.view(np.uint8)
     lo = np.empty(vol.shape[:2], np.int32)
     hi = np.empty(vol.shape[:2], np.int32)
-    ks.row_extents(0, vol.shape[0], 0, vol, lo, hi)
+    ks.row_extents(0, vol.shape[0], 0, vol, np.ones(vol.shape[:2], bool), lo, hi)
     planes = 1 if two_d else vol.shape[0] + 1
     counts, starts = np.zeros(1, np.int64), np.zeros(1, np.int64)
     i32, u8 = np.empty(0, np.int32), np.empty(0, np.uint8)
@@ -71,7 +71,7 @@ def test_scan_matches_twin_for_every_label(rng, dtype, shape):
 def test_row_extents_match_twin(rng, shape):
     labels = (rng.random(shape) < 0.1).astype(np.uint8) * 7
     lo, hi = np.empty(shape[:2], np.int32), np.empty(shape[:2], np.int32)
-    ks.row_extents(0, shape[0], 0, labels, lo, hi)
+    ks.row_extents(0, shape[0], 0, labels, labels.any(axis=2), lo, hi)
     want_lo, want_hi = ref_sf.row_extents(labels)
     np.testing.assert_array_equal(lo, want_lo)
     np.testing.assert_array_equal(hi, want_hi)

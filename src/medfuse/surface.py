@@ -193,7 +193,8 @@ def _extract(labels: NDArray[Any], lut: NDArray[np.int32], lut_lo: int, n_slots:
     ranges = threads.split(planes, n_threads)
     lo = np.empty(vol.shape[:2], np.int32)
     hi = np.empty(vol.shape[:2], np.int32)
-    threads.run_ranges(k.row_extents, threads.split(vol.shape[0], n_threads), n_threads, vol, lo, hi)
+    threads.run_ranges(k.row_extents, threads.split(vol.shape[0], n_threads), n_threads, vol,
+                       _nonempty_rows(vol), lo, hi)
     counts = np.zeros(len(ranges), np.int64)
     starts = np.zeros(len(ranges), np.int64)
     i32, u8 = np.empty(0, np.int32), np.empty(0, np.uint8)
@@ -209,6 +210,14 @@ def _extract(labels: NDArray[Any], lut: NDArray[np.int32], lut_lo: int, n_slots:
     z, y, x, code = z[order], y[order], x[order], code[order]
     per_slot: list[Surfels] = [(z[b0:b1], y[b0:b1], x[b0:b1], code[b0:b1]) for b0, b1 in itertools.pairwise(bounds)]
     return per_slot, np.asarray(np.diff(bounds), np.int64)
+
+
+def _nonempty_rows(vol: NDArray[Any]) -> NDArray[np.bool_]:
+    """Whether each voxel row ``(z, y)`` holds a non-zero voxel, tested 8 bytes at a time when rows allow."""
+    rows = vol.reshape(-1, vol.shape[2])
+    if rows.shape[1] and (rows.shape[1] * rows.itemsize) % 8 == 0:
+        rows = rows.view(np.uint64)
+    return np.asarray(rows.any(axis=1), np.bool_).reshape(vol.shape[:2])
 
 
 def _distances(query: Surfels, target: Surfels, box: tuple[int, int, int, int],

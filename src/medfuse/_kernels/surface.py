@@ -150,11 +150,16 @@ def _emit(vals, n, lut, lut_lo, write, pos, cz, cy, cx, o_slot, o_z, o_y, o_x, o
 
 
 @jit
-def row_extents(k0, k1, t, labels, lo, hi):
-    """First and last non-zero x of every voxel row ``(z, y)`` of planes ``k0 .. k1`` (``nx``, ``-1`` if none)."""
+def row_extents(k0, k1, t, labels, nonempty, lo, hi):
+    """First and last non-zero x of every voxel row ``(z, y)`` of planes ``k0 .. k1`` (``nx``, ``-1`` if none);
+    rows that ``nonempty`` marks False are not read."""
     nx = labels.shape[2]
     for z in range(k0, k1):
         for y in range(labels.shape[1]):
+            if not nonempty[z, y]:
+                lo[z, y] = nx
+                hi[z, y] = -1
+                continue
             row = labels[z, y]
             first = nx
             for x in range(nx):
