@@ -65,5 +65,16 @@ class OutputError(MedfuseError, OSError):
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:  # keep errno & co. across processes
+        return _rebuild_output_error, (type(self), self.args, self.errno, self.strerror, self.filename,
+                                       self.operation)
+
+
+def _rebuild_output_error(cls: type[OutputError], args: tuple[object, ...], code: int | None,
+                          strerror: str | None, filename: str | None, operation: str | None) -> OutputError:
+    err = cls(*args)
+    err.errno, err.strerror, err.filename, err.operation = code, strerror, filename, operation
+    return err
+
 
 __all__ += ["OutputError"]
