@@ -211,9 +211,8 @@ def test_every_format_check_accepts_whole_files_and_refuses_short_ones(tmp_path:
         verify_file(tmp_path / name)  # whole: accepted
         shorts = (0,) if name.endswith(".csv") else (0, len(data) // 3, len(data) - 5)  # text: only empty
         for keep in shorts:
-            with pytest.raises(OutputError, match="does not verify"):
-                with atomic_write(tmp_path / "out" / name) as tmp:
-                    tmp.write_bytes(data[:keep])
+            with pytest.raises(OutputError, match="does not verify"), atomic_write(tmp_path / "out" / name) as tmp:
+                tmp.write_bytes(data[:keep])
     assert _leftovers(tmp_path) == []
 
 
