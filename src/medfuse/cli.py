@@ -1,8 +1,11 @@
 """The ``medfuse`` command: a thin shell over the public API.
 
 Each sub-command lives in :mod:`medfuse.commands` (see its docstring for the contract). Errors that
-medfuse raises on purpose become a one-line message on stderr and exit code 2; ``--debug`` shows the
-traceback instead. Anything else is a bug and keeps its traceback.
+medfuse raises on purpose become a one-line message on stderr and exit code 2, with the API's keyword
+spellings rewritten to the command's flags by the command's ``FLAG_NAMES`` (``"overwrite=True"`` ->
+``"--overwrite"``). Any other ``OSError`` (disk full, read-only folder, no permission...) becomes the same
+kind of line: the path, the errno name and text, the fix; exit code 2. ``--debug`` shows the traceback
+instead. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,14 +13,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 
 from . import __version__
+from ._oserrors import os_error_line
 from .commands import COMMANDS
 from .errors import MedfuseError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "cli_message", "main"]
 
 
 def _load(name: str) -> ModuleType | None:
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback on errors")
         module.configure(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _flag_names=dict(getattr(module, "FLAG_NAMES", {})))
     return parser
 
 
@@ -67,13 +71,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedfuseError as exc:
         if args.debug:
             raise
-        print(f"medfuse {args.command}: error: {exc}", file=sys.stderr)
+        print(f"medfuse {args.command}: error: {cli_message(str(exc), args._flag_names)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # safety net: an OS error no medfuse writer has turned into an OutputError
+        if args.debug:
+            raise
+        print(f"medfuse {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"medfuse {args.command}: interrupted; finished cases are kept, re-run to resume",
               file=sys.stderr)
         return 130
     return code
+
+
+def cli_message(message: str, flag_names: Mapping[str, str]) -> str:
+    """``message`` with API spellings replaced by CLI flags (longest first) and on one line."""
+    for api in sorted(flag_names, key=len, reverse=True):
+        message = message.replace(api, flag_names[api])
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 if __name__ == "__main__":  # pragma: no cover

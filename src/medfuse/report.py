@@ -240,44 +240,40 @@ def write_search_outputs(result: SearchResult, output: str | os.PathLike[str], *
     list of pathlib.Path
         The files written.
     """
+    from .io.atomic import atomic_writes
+
     out = Path(output)
-    staged: list[tuple[Path, Path]] = []
+    written: list[Path] = []
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
     try:
-        def stage(name: str) -> Path:
-            final = out / name
-            stem, dot, ext = name.partition(".")
-            tmp = out / f".{stem}.medfuse-tmp-{os.getpid()}{dot}{ext}"
-            staged.append((tmp, final))
-            return tmp
+        with atomic_writes(out) as staging:  # each file fsynced and verified, then all renamed
+            def stage(name: str) -> Path:
+                written.append(out / name)
+                return staging(name)
 
-        plot_names: list[str] = []
-        if plots:
-            _plot_ranking(result, stage("ranking.png"))
-            _plot_boxes(result, stage("dice_boxplot.png"))
-            plot_names = ["ranking.png", "dice_boxplot.png"]
-        import json
+            plot_names: list[str] = []
+            if plots:
+                _plot_ranking(result, stage("ranking.png"))
+                _plot_boxes(result, stage("dice_boxplot.png"))
+                plot_names = ["ranking.png", "dice_boxplot.png"]
+            import json
 
-        files = {"weights_file": str(out / "weights.json"), "postprocessing_file": str(out / "postprocessing.json")}
-        stage("search.json").write_text(json.dumps(result.to_dict(**files), indent=2, allow_nan=False) + "\n",
-                                        encoding="utf-8")
-        markdown = render_markdown(result, label_names=label_names, plots=plot_names, **files)
-        stage("report.md").write_text(markdown + "\n", encoding="utf-8")
-        if html_report:
-            stage("report.html").write_text(render_html(markdown), encoding="utf-8")
-        if result.postprocessing is not None:
-            stage("postprocessing.json").write_text(result.postprocessing.to_json() + "\n", encoding="utf-8")
-        if result.best.class_weights is not None:
-            stage("weights.json").write_text(json.dumps(result.weights_file(), indent=2) + "\n",
-                                             encoding="utf-8")
+            files = {"weights_file": str(out / "weights.json"),
+                     "postprocessing_file": str(out / "postprocessing.json")}
+            stage("search.json").write_text(json.dumps(result.to_dict(**files), indent=2, allow_nan=False) + "\n",
+                                            encoding="utf-8")
+            markdown = render_markdown(result, label_names=label_names, plots=plot_names, **files)
+            stage("report.md").write_text(markdown + "\n", encoding="utf-8")
+            if html_report:
+                stage("report.html").write_text(render_html(markdown), encoding="utf-8")
+            if result.postprocessing is not None:
+                stage("postprocessing.json").write_text(result.postprocessing.to_json() + "\n", encoding="utf-8")
+            if result.best.class_weights is not None:
+                stage("weights.json").write_text(json.dumps(result.weights_file(), indent=2) + "\n",
+                                                 encoding="utf-8")
     except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
         if created:
             with contextlib.suppress(OSError):
                 out.rmdir()
         raise
-    for tmp, final in staged:
-        os.replace(tmp, final)
-    return [final for _, final in staged]
+    return written

@@ -7,10 +7,13 @@ every member a readable label map) and checks it against the test images.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ._oserrors import output_error
 from .errors import CaseMismatchError, FormatError, GeometryMismatchError, ValidationError
 from .geometry import Geometry
 
@@ -29,6 +33,7 @@ MAX_MEMBERS = 10_000
 MAX_MEMBER_BYTES = 4 << 30  # 4 GiB uncompressed per case
 MAX_TOTAL_BYTES = 64 << 30
 _CASE_SUFFIX = ".nii.gz"
+_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _IMAGE_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii\.gz$")
 
 
@@ -101,23 +106,78 @@ def _check_names(names: Sequence[str], where: str) -> None:
                               "a submission holds nothing else.")
 
 
+#: zip errors a damaged member raises while it is read (the stdlib wraps none of them)
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError,
+                    struct.error, OverflowError)
+
+
+def _check_entries(infos: Sequence[zipfile.ZipInfo], where: str) -> None:
+    """Refuse what the stdlib would trip on later: encryption, unknown compression, duplicates, nothing."""
+    if not infos:
+        raise FormatError(f"{where} is an empty zip; a submission holds one '<case>.nii.gz' per test case.")
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise FormatError(f"{where}: entry {info.filename!r} is encrypted; submit an unencrypted zip.")
+        if info.compress_type not in _COMPRESSIONS:
+            raise FormatError(
+                f"{where}: entry {info.filename!r} uses zip compression method {info.compress_type}; a submission "
+                "uses deflate (8) or stored (0). Re-create it with 'medfuse submit'."
+            )
+    folded = [i.filename.lower() for i in infos]
+    dupes = sorted({i.filename for i, f in zip(infos, folded, strict=True) if folded.count(f) > 1})
+    if dupes:
+        raise FormatError(f"{where} holds these entries more than once (names compared ignoring case): {dupes}.")
+
+
 @contextmanager
 def _extracted(zf: zipfile.ZipFile, info: zipfile.ZipInfo, tmpdir: Path, *, cap: int,
                where: str) -> Iterator[Path]:
-    """Copy one member to a temp file, counting bytes so a lying header cannot exceed ``cap``."""
+    """Copy one member to a temp file, counting bytes so a lying header cannot exceed ``cap``.
+
+    A damaged entry (bad CRC, truncated or corrupt deflate data, bad local header) is a FormatError that
+    names the zip and the entry.
+    """
     target = tmpdir / "member.nii.gz"
     written = 0
-    with zf.open(info) as src, open(target, "wb") as dst:
-        while chunk := src.read(1 << 20):
-            written += len(chunk)
-            if written > cap:
-                raise FormatError(f"{where}: member {info.filename!r} inflates past {cap} bytes; refused "
-                                  "(raise `max_member_bytes` if this is a genuine case).")
-            dst.write(chunk)
+    try:
+        with zf.open(info) as src, open(target, "wb") as dst:
+            while True:
+                try:
+                    chunk = src.read(1 << 20)
+                except _ZIP_READ_ERRORS as exc:
+                    raise FormatError(f"{where}: entry {info.filename!r} is damaged ({type(exc).__name__}: "
+                                      f"{exc}); re-create the zip.") from exc
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > cap:
+                    raise FormatError(f"{where}: member {info.filename!r} inflates past {cap} bytes; refused "
+                                      "(raise `max_member_bytes` if this is a genuine case).")
+                dst.write(chunk)
+    except _ZIP_READ_ERRORS as exc:  # zf.open: bad local header, name mismatch, ...
+        target.unlink(missing_ok=True)
+        raise FormatError(f"{where}: entry {info.filename!r} is damaged ({type(exc).__name__}: {exc}); "
+                          "re-create the zip.") from exc
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
     try:
         yield target
     finally:
         target.unlink(missing_ok=True)
+
+
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, tmpdir: Path, *, cap: int,
+                where: str) -> tuple[np.ndarray[Any, Any], Geometry]:
+    """The label map of one entry; its errors name the entry, not the temporary copy."""
+    from .io import read_nifti
+
+    with _extracted(zf, info, tmpdir, cap=cap, where=where) as member:
+        try:
+            return read_nifti(member)
+        except FormatError as exc:
+            reason = str(exc).replace(str(member), "it")
+            raise FormatError(f"{where}: entry {info.filename!r} is not a readable label map: {reason}") from exc
 
 
 def _label_values(array: np.ndarray[Any, Any], *, case: str, num_classes: int | None,
@@ -172,26 +232,34 @@ def validate_submission(
     -------
     SubmissionReport
     """
-    from .io import read_nifti
-
     path = Path(zip_path)
-    where = f"submission {str(path)!r}"
     if not path.is_file():
         raise ValidationError(f"`zip_path` must be an existing zip file; got {str(path)!r}.")
+    return _validate(path, where=f"submission {str(path)!r}", images=images, cases=cases, num_classes=num_classes,
+                     max_members=max_members, max_member_bytes=max_member_bytes, max_total_bytes=max_total_bytes)
+
+
+def _open_zip(path: Path, where: str) -> zipfile.ZipFile:
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise FormatError(f"{where} is not a readable zip file ({exc}).") from exc
+        return zipfile.ZipFile(path)
+    except OSError as exc:
+        raise output_error(exc, path=path, operation="read") from exc
+    except (*_ZIP_READ_ERRORS, zipfile.LargeZipFile) as exc:
+        raise FormatError(f"{where} is not a readable zip file ({type(exc).__name__}: {exc}).") from exc
+
+
+def _validate(path: Path, *, where: str, images: str | os.PathLike[str] | None, cases: Sequence[str] | None,
+              num_classes: int | None, max_members: int, max_member_bytes: int,
+              max_total_bytes: int) -> SubmissionReport:
+    zf = _open_zip(path, where)
     with zf, tempfile.TemporaryDirectory(prefix="medfuse-submission-") as tmp:
         infos = zf.infolist()
         if len(infos) > max_members:
             raise FormatError(f"{where} holds {len(infos)} members, more than `max_members`={max_members}.")
         names = [i.filename for i in infos]
         _check_names(names, where)
+        _check_entries(infos, where)
         found = [n[: -len(_CASE_SUFFIX)] for n in names]
-        dupes = sorted({c for c in found if found.count(c) > 1})
-        if dupes:
-            raise FormatError(f"{where} holds these cases more than once: {dupes}.")
         if sum(i.file_size for i in infos) > max_total_bytes:
             raise FormatError(f"{where} declares more than `max_total_bytes`={max_total_bytes} bytes inflated.")
         expected_images = image_cases(images) if images is not None else None
@@ -205,8 +273,7 @@ def validate_submission(
                 )
         labels: dict[str, tuple[int, ...]] = {}
         for info, case in zip(infos, found, strict=True):
-            with _extracted(zf, info, Path(tmp), cap=max_member_bytes, where=where) as member:
-                array, geometry = read_nifti(member)
+            array, geometry = _read_entry(zf, info, Path(tmp), cap=max_member_bytes, where=where)
             if array.ndim != 3:
                 raise FormatError(f"{where}: case {case!r} is {array.ndim}-D; a 3-D label map is expected.")
             if array.dtype != np.uint8:
@@ -231,7 +298,8 @@ def make_submission(
         Prediction folder (e.g. the output of :func:`medfuse.fuse_folders`). Only ``<case>.nii.gz`` files
         are taken; ``.npz``, ``.pkl``, ``.json`` and anything else are left out.
     zip_path : path
-        Zip to write. Written to a temp file and renamed, so a failed run leaves no partial zip.
+        Zip to write. Written to a temporary file, fsynced, read back and validated entry by entry, then
+        renamed: a failed run leaves no partial zip (and an older zip there untouched).
     images : path, optional
         Test images (``<case>_0000.nii.gz``): every test case must be present with its image's geometry,
         and only those cases are zipped.
@@ -242,8 +310,14 @@ def make_submission(
     -------
     SubmissionReport
         Of the written zip, validated by reading it back.
+
+    Raises
+    ------
+    OutputError
+        The zip cannot be written (ENOSPC, EROFS, EACCES; ``zip_path`` is a folder: EISDIR), or what was
+        written does not read back whole.
     """
-    from .io import label_map_files, read_nifti, write_nifti
+    from .io import atomic_write, label_map_files, read_nifti, write_nifti
 
     src = Path(folder)
     if not src.is_dir():
@@ -259,37 +333,39 @@ def make_submission(
                                     f"{missing[:20]}{' ...' if len(missing) > 20 else ''}.")
         files = {c: files[c] for c in sorted(expected_images)}
     out = Path(zip_path)
+    if out.is_dir():
+        raise output_error(IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)), path=out, operation="write")
     if out.suffix != ".zip":
         raise ValidationError(f"`zip_path` must end in '.zip'; got {str(out)!r}.")
-    out.parent.mkdir(parents=True, exist_ok=True)
     converted: list[str] = []
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp_name, "w", compression=zipfile.ZIP_DEFLATED) as zf, \
-                tempfile.TemporaryDirectory(prefix="medfuse-submit-") as tmp:
-            for case, path in files.items():
-                array, geometry = read_nifti(path)
-                if array.ndim != 3:
-                    raise FormatError(f"prediction {str(path)!r} is {array.ndim}-D; a 3-D label map is expected.")
-                _label_values(array, case=case, num_classes=num_classes, where=f"`folder` {str(src)!r}")
-                if expected_images is not None:
-                    _compare_geometry(case, geometry, expected_images[case], f"`folder` {str(src)!r}")
-                if array.dtype == np.uint8:
-                    zf.write(path, arcname=case + _CASE_SUFFIX)
-                else:
-                    if array.size and array.max() > 255:
-                        raise ValidationError(f"case {case!r} holds labels above 255; a uint8 submission "
-                                              "cannot represent them.")
-                    fixed = Path(tmp) / (case + _CASE_SUFFIX)
-                    write_nifti(fixed, array.astype(np.uint8), geometry)
-                    zf.write(fixed, arcname=case + _CASE_SUFFIX)
-                    fixed.unlink()
-                    converted.append(case)
-        report = validate_submission(tmp_name, images=images, cases=list(files), num_classes=num_classes)
-        os.replace(tmp_name, out)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    reports: list[SubmissionReport] = []
+
+    def read_back(written: Path) -> None:  # the zip as written on disk, every entry decoded and checked
+        reports.append(_validate(written, where=f"submission {str(out)!r}", images=images, cases=list(files),
+                                 num_classes=num_classes, max_members=MAX_MEMBERS,
+                                 max_member_bytes=MAX_MEMBER_BYTES, max_total_bytes=MAX_TOTAL_BYTES))
+
+    with atomic_write(out, verify=read_back) as tmp_zip, \
+            zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_DEFLATED) as zf, \
+            tempfile.TemporaryDirectory(prefix="medfuse-submit-") as tmp:
+        for case, path in files.items():
+            array, geometry = read_nifti(path)
+            if array.ndim != 3:
+                raise FormatError(f"prediction {str(path)!r} is {array.ndim}-D; a 3-D label map is expected.")
+            _label_values(array, case=case, num_classes=num_classes, where=f"`folder` {str(src)!r}")
+            if expected_images is not None:
+                _compare_geometry(case, geometry, expected_images[case], f"`folder` {str(src)!r}")
+            if array.dtype == np.uint8:
+                zf.write(path, arcname=case + _CASE_SUFFIX)
+            else:
+                if array.size and array.max() > 255:
+                    raise ValidationError(f"case {case!r} holds labels above 255; a uint8 submission "
+                                          "cannot represent them.")
+                fixed = Path(tmp) / (case + _CASE_SUFFIX)
+                write_nifti(fixed, array.astype(np.uint8), geometry)
+                zf.write(fixed, arcname=case + _CASE_SUFFIX)
+                fixed.unlink()
+                converted.append(case)
+    report = reports[-1]
     return SubmissionReport(path=out, cases=report.cases, labels=report.labels,
                             checked_against_images=report.checked_against_images, converted=tuple(converted))

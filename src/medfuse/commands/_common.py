@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 from concurrent.futures import Executor
@@ -11,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ValidationError
+from .._oserrors import output_error
+from ..errors import OutputError, ValidationError
 
-__all__ = ["add_executor_arguments", "align_weights", "make_executor", "parse_float_list", "parse_int_list",
-           "read_weights_file"]
+__all__ = ["add_executor_arguments", "align_weights", "check_output_file", "check_output_folder", "make_executor",
+           "parse_float_list", "parse_int_list", "read_weights_file"]
 
 
 def parse_float_list(text: str, *, name: str) -> list[float]:
@@ -106,3 +108,43 @@ def make_executor(args: argparse.Namespace) -> tuple[Executor | None, Any]:
     if args.jobs is not None and args.jobs < 1:
         raise ValidationError(f"`--jobs` must be >= 1; got {args.jobs}.")
     return None, None
+
+
+def _flagged(exc: OSError, path: Path, operation: str, flag: str) -> OutputError:
+    err = output_error(exc, path=path, operation=operation)
+    err.args = (f"{flag} {err.args[0]}",)
+    return err
+
+
+def _refused(code: int, path: Path, operation: str, flag: str) -> OutputError:
+    return _flagged(OSError(code, os.strerror(code)), path, operation, flag)
+
+
+def _check_writable(folder: Path, flag: str) -> None:
+    """``folder`` (or, when missing, its nearest existing ancestor) must be a folder we may write in."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise _refused(errno.ENOTDIR, folder, "create folders in", flag)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        read_only = hasattr(os, "statvfs") and bool(os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1))
+        raise _refused(errno.EROFS if read_only else errno.EACCES, folder, "write in", flag)
+
+
+def check_output_file(path: str | os.PathLike[str] | None, *, flag: str) -> None:
+    """Fail before a long run when the file a flag names cannot be written: it is a folder (EISDIR), or
+    its folder is read-only (EROFS), not writable (EACCES) or a file (ENOTDIR). One-line OutputError."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise _refused(errno.EISDIR, p, "write", flag)
+    _check_writable(p.parent, flag)
+
+
+def check_output_folder(path: str | os.PathLike[str], *, flag: str) -> None:
+    """Fail before a long run when the output folder a flag names cannot be created or written in."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise _refused(errno.ENOTDIR, p, "use as output folder", flag)
+    _check_writable(p, flag)

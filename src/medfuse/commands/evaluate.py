@@ -6,10 +6,13 @@ import argparse
 from typing import Any
 
 from .._format import format_table
-from ._common import add_executor_arguments, make_executor, parse_int_list
+from ._common import add_executor_arguments, check_output_file, make_executor, parse_int_list
 
 NAME = "evaluate"
 HELP = "score a folder of label maps against reference label maps (Dice and friends per class and case)"
+#: API spellings in messages -> this command's arguments
+FLAG_NAMES = {"`labels`": "`--labels`", "`ignore_label`": "`--ignore-label`", "`json_path`": "`--json`",
+              "`csv_path`": "`--csv`", "`plot_path`": "`--plot`"}
 EPILOG = """examples:
   medfuse evaluate fused/ labelsTr/
   medfuse evaluate fused/ labelsTr/ --json summary.json --csv per_case.csv --plot dice.png
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from ..ensemble import evaluate_folder
 
     labels = parse_int_list(args.labels, name="--labels") if args.labels else None
+    for value, flag in ((args.json, "--json"), (args.csv, "--csv"), (args.plot, "--plot")):
+        check_output_file(value, flag=flag)  # refuse before scoring, not after
     executor, close = make_executor(args)
     try:
         evaluation = evaluate_folder(args.predictions, args.references, labels=labels,

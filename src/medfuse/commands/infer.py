@@ -7,6 +7,13 @@ import sys
 
 NAME = "infer"
 HELP = "run exported PaddleSeg MedicalSeg / nnU-Net models (2D, 3D, cascade) on a folder of images"
+#: API spellings in messages -> this command's arguments
+FLAG_NAMES = {"overwrite=True": "--overwrite", "`overwrite`": "`--overwrite`", "`output`": "`-o/--output`",
+              "`images`": "`--images`", "`lowres`": "`--lowres`", "`plans`": "`--plans`", "`stage`": "`--stage`",
+              "`device`": "`--device`", "`step`": "`--step`", "`batch_size`": "`--batch-size`",
+              "`threads`": "`--threads`", "`gpu_id`": "`--gpu-id`", "`onednn`": "`--onednn`",
+              "`folds_resident`": "`--folds-resident`", "`cases`": "`--cases`", "`models`": "`--model`",
+              "`model`": "`--model`"}
 EPILOG = """examples:
   # 3D full-res, five folds averaged, probabilities kept for fusion
   medfuse infer --model 3d_fullres/fold_0 ... --model 3d_fullres/fold_4 \\
@@ -62,7 +69,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import Predictor
+    from ._common import check_output_folder
 
+    check_output_folder(args.output, flag="-o/--output")  # refuse before loading the models, not after
     cases = [c for c in args.cases.split(",") if c] if args.cases else None
     predictor = Predictor(
         args.model, plans=args.plans, stage=args.stage, device=args.device, fp16=args.fp16, threads=args.threads,

@@ -6,10 +6,18 @@ import argparse
 from pathlib import Path
 
 from ..errors import ValidationError
-from ._common import parse_int_list
+from ._common import check_output_folder, parse_int_list
 
 NAME = "search"
 HELP = "choose the best ensemble (models, weights, postprocessing) on out-of-fold validation predictions"
+#: API spellings in messages -> this command's arguments
+FLAG_NAMES = {"`references`": "`--references`", "`names`": "`--names`", "`labels`": "`--labels`",
+              "`learn_weights`": "`--learn-weights`", "`postprocessing`": "`--postprocessing`",
+              "`connectivity`": "`--connectivity`", "`min_object_size`": "`--min-object-size`",
+              "`n_bootstrap`": "`--bootstrap`", "`confidence`": "`--confidence`",
+              "`tie_tolerance`": "`--tie-tolerance`", "`max_members`": "`--max-members`",
+              "`memory_limit_mb`": "`--memory-limit-mb`", "`seed`": "`--seed`", "`threads`": "`--threads`",
+              "`output`": "`--output`"}
 EPILOG = """examples:
   medfuse search cv/3d_fullres cv/2d cv/3d_cascade_fullres -o search_out
   medfuse search cv/3d_fullres cv/2d --references cv/gt_niftis -o search_out --html --plots
@@ -64,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         root = Path(m).resolve()
         if out == root or root in out.parents:
             raise ValidationError(f"`--output` {args.output!r} must not be inside the model folder {m!r}.")
+    check_output_folder(out, flag="-o/--output")  # refuse before the search, not after
     if args.plots:
         from .._optional import import_optional
 

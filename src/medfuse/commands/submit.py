@@ -6,6 +6,9 @@ import argparse
 
 NAME = "submit"
 HELP = "zip <case>.nii.gz predictions into a flat, validated competition submission"
+#: API spellings in messages -> this command's arguments
+FLAG_NAMES = {"`zip_path`": "ZIP", "`folder`": "FOLDER", "`images`": "`--images`",
+              "`num_classes`": "`--num-classes`"}
 EPILOG = """examples:
   medfuse submit fused/ submission.zip --images imagesTs/
   medfuse submit fused/ submission.zip --num-classes 12
@@ -22,7 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..submission import make_submission
+    from ._common import check_output_file
 
+    check_output_file(args.zip, flag="ZIP")
     report = make_submission(args.folder, args.zip, images=args.images, num_classes=args.num_classes)
     checked = "checked against the test images" if report.checked_against_images else "not checked against images"
     converted = f"; re-encoded as uint8: {len(report.converted)}" if report.converted else ""

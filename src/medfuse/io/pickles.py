@@ -169,7 +169,7 @@ def save_pickle(path: str | os.PathLike[str], obj: Any, *, protocol: int = 3) ->
     Parameters
     ----------
     path : path-like
-        Destination ``.pkl``; replaced only once the whole file is written.
+        Destination ``.pkl``; replaced only once the whole file is written and read back identical.
     obj : object
         What to pickle (properties dicts: numpy arrays, tuples, lists, OrderedDict).
     protocol : int, default 3
@@ -179,5 +179,10 @@ def save_pickle(path: str | os.PathLike[str], obj: Any, *, protocol: int = 3) ->
     data = pickle.dumps(obj, protocol=protocol)
     if protocol <= 3:
         data = _numpy1_global_names(data)
-    with atomic_write(path) as tmp:
+
+    def same_bytes(written: Path) -> None:  # stronger and cheaper than unpickling it again
+        if written.read_bytes() != data:
+            raise FormatError(f"{written} does not read back as the {len(data)} bytes written.")
+
+    with atomic_write(path, verify=same_bytes) as tmp:
         tmp.write_bytes(data)
