@@ -103,7 +103,8 @@ def _fill(out: NDArray[Any], member: MemberPrediction, box: Box, origin: Sequenc
         return
     seen = np.zeros(n_classes, bool)
     # the checks of fuse_probabilities: every value, class sums on a sample (errors name case and file)
-    checks = ChannelChecks(n_classes, f"case {case!r}: member {member.source or model!r} (model {model!r})")
+    who = f"member {member.source!r} (model {model!r})" if member.source else f"model {model!r}"
+    checks = ChannelChecks(n_classes, f"case {case!r}: {who}")
     for c, channel in member.iter_channels():
         if not 0 <= c < n_classes:
             raise ValidationError(f"case {case!r}: model {model!r} yields channel {c} of {n_classes}.")
