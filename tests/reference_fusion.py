@@ -119,3 +119,41 @@ def accumulate(members_with_boxes, shape, num_classes: int) -> tuple[np.ndarray,
 def accumulated_probabilities(sums: np.ndarray, totals: np.ndarray) -> np.ndarray:
     scale = (1.0 / totals).astype(np.float32)
     return sums * scale.reshape((-1,) + (1,) * (sums.ndim - 1))
+
+
+# ---------------------------------------------------------------------------------------- member checks
+def max_bits(a: np.ndarray) -> int:
+    """Largest raw bit pattern of a float16 (uint16) / float32 (uint32) array; 0 when empty."""
+    a = np.asarray(a)
+    bits = a.view(np.uint16 if a.dtype == np.float16 else np.uint32)
+    return int(bits.max()) if bits.size else 0
+
+
+def add_box(plane: np.ndarray, origin: Sequence[int], member: np.ndarray, w: float) -> tuple[np.ndarray, int]:
+    """``plane[box] += float32(w) * member`` in float32 (nothing added when w == 0), and the member's max bits."""
+    out = plane.copy()
+    if w != 0:
+        region = tuple(slice(o, o + s) for o, s in zip(origin, member.shape, strict=True))
+        out[region] += np.float32(w) * member.astype(np.float32)
+    return out, max_bits(member)
+
+
+def channel_argmax(channels: Sequence[np.ndarray]) -> np.ndarray:
+    """Argmax over class channels in float32, ties to the lowest class (strict >, class after class)."""
+    best = channels[0].astype(np.float32)
+    labels = np.zeros(best.shape, dtype=np.int64)
+    for c, ch in enumerate(channels[1:], start=1):
+        v = ch.astype(np.float32)
+        better = v > best
+        labels[better] = c
+        best = np.where(better, v, best)
+    return labels
+
+
+def sampled_sum_failures(member: np.ndarray, positions: np.ndarray, tol: float) -> int:
+    """Voxels of the sample whose class sum (float32, class order) is off 1 by more than ``tol``."""
+    flat = member.reshape(member.shape[0], -1)[:, positions].astype(np.float32)
+    sums = np.zeros(flat.shape[1], dtype=np.float32)
+    for row in flat:
+        sums += row
+    return int(np.count_nonzero(~(np.abs(sums - np.float32(1)) <= np.float32(tol))))

@@ -131,7 +131,7 @@ def test_nan_probabilities():
     refs = {f"c{i}": np.pad(np.ones((2, 2, 2), np.uint8), 1) for i in range(3)}
     preds = {"m": {c: _soft(r) for c, r in refs.items()}, "n": {c: _soft(r) for c, r in refs.items()}}
     preds["n"]["c1"][1, 0, 0, 0] = np.nan
-    with pytest.raises(ValidationError, match=r"case 'c1': 'n' has probabilities that are NaN"):
+    with pytest.raises(ValidationError, match=r"case 'c1': model 'n' class 1 holds 1 non-finite value\(s\) \(NaN"):
         search_ensembles(_oof(preds, refs), n_bootstrap=0)
 
 

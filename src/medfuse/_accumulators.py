@@ -23,6 +23,7 @@ from ._fusion_inputs import (
     raise_for_unnormalised,
     range_limit_bits,
 )
+from ._member_checks import ChannelChecks
 from ._validation import as_int, as_label_map, describe, native_byteorder
 from .errors import ValidationError
 from .geometry import Box, outside_box, validate_box
@@ -113,10 +114,10 @@ class ProbabilityAccumulator:
     advance, so the normalisation comes last).
 
     A probability member is checked as in :func:`~medfuse.fusion.fuse_probabilities` (range of every
-    value; class sums on every 16th row when added with :meth:`add`; range only with
-    :meth:`add_channel`). The check runs while the member is added: if it fails, the sums hold part of
-    the bad member, and the accumulator refuses further use. Label maps are checked before anything is
-    added.
+    value; class sums on every 16th row when added with :meth:`add`, on a fixed sample of voxels when
+    added with :meth:`add_channel`, once the member's last class is in). The check runs while the member
+    is added: if it fails, the sums hold part of the bad member, and the accumulator refuses further use.
+    Label maps are checked before anything is added.
 
     Examples
     --------
@@ -133,6 +134,7 @@ class ProbabilityAccumulator:
         self._totals = np.zeros(self._n_classes, dtype=np.float64)
         self._n_added = 0
         self._channel_adds = np.zeros(self._n_classes, dtype=np.int64)
+        self._channel_checks: dict[int, ChannelChecks] = {}  # members being added channel by channel
         self._broken: str | None = None
 
     # ---------------------------------------------------------------- properties
@@ -208,7 +210,9 @@ class ProbabilityAccumulator:
         c : int
             Class index in ``[0, C)``.
         channel : ndarray of shape (*box sizes), float16/float32
-            The member's probability of class ``c``.
+            The member's probability of class ``c``. The k-th channel added for class ``c`` belongs to
+            member k (add the members in the same order for every class); the member's class sums are
+            checked on a sample once all its classes are in.
         weight : float, default 1.0
             Non-negative weight of the member for this class.
         box : sequence of [start, stop] pairs, optional
@@ -229,7 +233,19 @@ class ProbabilityAccumulator:
             raise ValidationError(f"`channel` must have shape {sizes} (the box / volume shape); got {a.shape}.")
         w = self._class_weights(weight)[:1]
         src = self._float_source(a[None])
-        self._add(src, 0 if src.dtype == np.float16 else 1, 0, w, b, plane=cls, check_sums=False, name="channel")
+        k = int(self._channel_adds[cls])
+        checks = self._channel_checks.get(k)
+        if checks is None:
+            checks = self._channel_checks[k] = ChannelChecks(self._n_classes, f"`channel` (member {k})")
+        maxbits = self._add(src, 0 if src.dtype == np.float16 else 1, 0, w, b, plane=cls, check_sums=False,
+                            name="channel")
+        try:
+            checks.feed(cls, src[0], maxbits=maxbits)
+        except ValidationError as exc:
+            self._broken = str(exc).split(";")[0]
+            raise
+        if checks.done:
+            del self._channel_checks[k]
         if cls == 0:
             for region in outside_box(self._shape, b):
                 self._sums[0][region] += np.float32(w[0])
@@ -289,12 +305,14 @@ class ProbabilityAccumulator:
         return a
 
     def _add(self, src: NDArray[Any], kind: int, cstride: int, w: NDArray[np.float64], box: Box, *, plane: int,
-             check_sums: bool, name: str) -> None:
+             check_sums: bool, name: str) -> int:
+        """Add ``src`` with the kernel; returns the largest bit pattern read. With ``check_sums`` (whole
+        members) the values and sampled sums are checked here; else the caller checks the values."""
         from ._kernels.accumulate import _add_rows
         from ._kernels.threads import n_threads, run_ranges, split
 
         if src.size == 0:
-            return
+            return 0
         offsets, row_len = _box_rows(self._shape, box)
         n_rows = offsets.size
         rows_per_chunk = max(1, _ROW_TARGET // max(row_len, 1))
@@ -311,7 +329,7 @@ class ProbabilityAccumulator:
             rows_per_chunk, self._sums[plane].ctypes.data, n_voxels, offsets, row_len, src.ctypes.data, kind,
             cstride, w.astype(np.float32), check, np.float32(SUM_TOLERANCE), maxbits, sum_bad, sum_checked,
         )
-        if kind in (0, 1):
+        if kind in (0, 1) and check_sums:
             try:
                 if int(maxbits.max()) > range_limit_bits(src.itemsize):
                     check_probability_values(src, name)
@@ -320,6 +338,7 @@ class ProbabilityAccumulator:
             except ValidationError as exc:
                 self._broken = str(exc).split(";")[0]
                 raise
+        return int(maxbits.max())
 
     def _finish(self, *, labels: bool, mean: bool) -> tuple[NDArray[Any] | None, NDArray[np.float32] | None]:
         from ._fusion_inputs import prepare_members

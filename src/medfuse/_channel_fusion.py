@@ -11,18 +11,24 @@ classes; a ``(C, ...)`` float32 accumulator would need ``4 C`` bytes a voxel.
 :func:`class_major_channels` reads the members' streams in that order on a small thread pool, a bounded
 number of planes ahead of the consumer (inflating releases the GIL), so decoding overlaps accumulation
 and the read-ahead does not grow with the number of members.
+
+Probability members are checked as :func:`medfuse.fuse_probabilities` checks them (values in the add
+kernel's pass, class sums on a fixed sample: :mod:`medfuse._member_checks`), and a class whose total
+weight is zero is refused, so a bad member never becomes a fused label map.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ._fusion_inputs import raise_for_zero_weight_classes
+from ._member_checks import ChannelChecks
 from .errors import FormatError, ValidationError
 from .geometry import Box, outside_box
 
@@ -53,9 +59,13 @@ class ClassMajorMean:
         Shape of the fused region (3-D).
     keep_probabilities : bool
         Keep each class's mean as float16 (for writing the fused probabilities).
+    names : mapping of int to str, optional
+        How error messages name probability member ``m`` (e.g. ``"case 'abc': member '/x/abc.npz'"``);
+        by default ``"probability member m"``.
     """
 
-    def __init__(self, num_classes: int, shape: tuple[int, ...], *, keep_probabilities: bool = False) -> None:
+    def __init__(self, num_classes: int, shape: tuple[int, ...], *, keep_probabilities: bool = False,
+                 names: Mapping[int, str] | None = None) -> None:
         if len(shape) != 3:
             raise ValidationError(f"`shape` must be 3-D; got {shape}.")
         self.num_classes = int(num_classes)
@@ -66,12 +76,16 @@ class ClassMajorMean:
         self._probs = np.empty((num_classes, *self.shape), dtype=np.float16) if keep_probabilities else None
         self._class = -1
         self._next = 0
+        self._names = dict(names or {})
+        self._checks: dict[int, ChannelChecks] = {}
+        self._ordinal = 0  # probability members added to the current class so far
 
     # -------------------------------------------------------------------------------------------- adding
     def begin_class(self, c: int) -> None:
         if c != self._next:
             raise ValidationError(f"classes must be added in order; expected class {self._next}, got {c}.")
         self._class = c
+        self._ordinal = 0
         self._plane.fill(0.0)
 
     def _box(self, box: Box | None, sizes: tuple[int, ...], what: str) -> Box:
@@ -82,25 +96,44 @@ class ClassMajorMean:
             raise ValidationError(f"{what} of shape {sizes} does not fit box {box} inside {self.shape}.")
         return box
 
-    def add_probabilities(self, channel: NDArray[Any], *, weight: float, box: Box | None = None) -> None:
+    def add_probabilities(self, channel: NDArray[Any], *, weight: float, box: Box | None = None,
+                          member: int | None = None) -> None:
         """Add ``weight`` times one member's probabilities of the current class, which cover ``box``.
 
-        Outside ``box`` the member is background: for class 0 it adds ``weight`` there.
+        Outside ``box`` the member is background: for class 0 it adds ``weight`` there. ``member`` says
+        which member the channel belongs to (default: the k-th probability member added to this class is
+        member k); its values are checked in the adding pass, and its class sums on a sample once its last
+        class is added (even with ``weight=0``).
+
+        Raises
+        ------
+        ValidationError
+            The channel does not fit ``box``; values that are not probabilities (NaN, infinity, negative,
+            above 1: logits); class sums off 1 (after the member's last class).
         """
         from ._kernels.channelwise import _add_box
         from ._kernels.threads import run_chunked
 
         b = self._box(box, tuple(channel.shape), "the channel")
-        if weight == 0.0:
-            return
+        m = self._ordinal if member is None else int(member)
+        self._ordinal += 1
         if channel.dtype == np.float16:
             bits = np.ascontiguousarray(channel).view(np.uint16)
         elif channel.dtype == np.float32:
             bits = np.ascontiguousarray(channel).view(np.uint32)
         else:
             bits = np.ascontiguousarray(channel, dtype=np.float32).view(np.uint32)
-        run_chunked(_add_box, bits.shape[0], _threads(), self._plane, b[0][0], b[1][0], b[2][0], bits,
-                    np.float32(weight))
+        threads = _threads()
+        maxbits = np.zeros(threads, dtype=np.uint64)
+        run_chunked(_add_box, bits.shape[0], threads, self._plane, b[0][0], b[1][0], b[2][0], bits,
+                    np.float32(weight), maxbits)
+        checks = self._checks.get(m)
+        if checks is None:
+            checks = self._checks[m] = ChannelChecks(self.num_classes, self._names.get(m, f"probability member {m}"))
+        checks.feed(self._class, bits.view(np.float16 if bits.dtype == np.uint16 else np.float32),
+                    maxbits=int(maxbits.max()))
+        if weight == 0.0:
+            return
         if self._class == 0:
             for region in outside_box(self.shape, b):
                 self._plane[region] += np.float32(weight)
@@ -125,7 +158,9 @@ class ClassMajorMean:
         from ._kernels.threads import run_chunked
 
         c = self._class
-        scale = np.float32(1.0 / total_weight) if total_weight > 0 else np.float32(0.0)
+        if not total_weight > 0:
+            raise_for_zero_weight_classes(np.array([0.0 if k == c else 1.0 for k in range(self.num_classes)]))
+        scale = np.float32(1.0 / total_weight)
         flat = self._plane.reshape(-1)
         n_chunks = -(-flat.size // _CHUNK)
         run_chunked(_argmax_update, n_chunks, _threads(), _CHUNK, flat, scale, c, self._best.reshape(-1),

@@ -40,6 +40,7 @@ __all__ = [
     "prepare_label_maps",
     "prepare_members",
     "raise_for_unnormalised",
+    "raise_for_zero_weight_classes",
     "range_limit_bits",
 ]
 
@@ -267,41 +268,71 @@ def as_member_weights(weights: ArrayLike | None, *, n_members: int, n_classes: i
         raise ValidationError(f"`{name}` must be non-negative; got {w.tolist()}.")
     if not np.any(w > 0):
         raise ValidationError(f"`{name}` must not be all zero; got {w.tolist()}.")
-    zero = np.flatnonzero(w.sum(axis=0) == 0)
+    raise_for_zero_weight_classes(w.sum(axis=0), name=name)
+    return w
+
+
+def raise_for_zero_weight_classes(totals: NDArray[Any], *, name: str = "weights") -> None:
+    """Refuse classes whose weight is zero in every member (``totals``: the per-class weight sums)."""
+    zero = np.flatnonzero(np.asarray(totals) <= 0)
     if zero.size:
         raise ValidationError(
             f"`{name}` gives class(es) {zero.tolist()} zero weight in every member, so their mean is "
             "undefined; give each class a positive weight in at least one member."
         )
-    return w
 
 
-def check_probability_values(a: NDArray[Any], name: str) -> None:
-    """Exact check of one flagged member: finite and within ``[0, 1]`` (tolerance :data:`RANGE_TOLERANCE`)."""
+def _first_where(mask: NDArray[np.bool_], a: NDArray[Any]) -> str:
+    """``value at index (i, j, ...)`` of the first True of ``mask``, for error messages."""
+    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(mask.reshape(-1))), mask.shape))
+    return f"{a[index]!r} at index {index}" if index else f"{a[()]!r}"
+
+
+def check_probability_values(a: NDArray[Any], name: str, *, subject: str | None = None) -> None:
+    """Exact check of one flagged member: finite and within ``[0, 1]`` (tolerance :data:`RANGE_TOLERANCE`).
+
+    ``subject`` replaces the backquoted ``name`` at the start of the message (folder paths name the case and file).
+    """
+    who = f"`{name}`" if subject is None else subject
     finite = np.isfinite(a)
     if not finite.all():
         bad = int(a.size - np.count_nonzero(finite))
+        n_nan = int(np.count_nonzero(np.isnan(a)))
         raise ValidationError(
-            f"`{name}` holds {bad} non-finite value(s) (NaN or infinity); probabilities must be finite. "
-            "Check the model output or the file it came from."
+            f"{who} holds {bad} non-finite value(s) (NaN or infinity: {n_nan} NaN, {bad - n_nan} infinite; the "
+            f"first is {_first_where(~finite, a)}); probabilities must be finite. Check the model output or the "
+            "file it came from."
         )
     lo = float(a.min()) if a.size else 0.0
     hi = float(a.max()) if a.size else 0.0
     if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
         raise ValidationError(
-            f"`{name}` does not hold probabilities: its values range over [{lo:.4g}, {hi:.4g}], but "
+            f"{who} does not hold probabilities: its values range over [{lo:.4g}, {hi:.4g}], but "
             f"probabilities lie in [0, 1]. If these are logits, {_SOFTMAX_HINT}."
         )
 
 
-def raise_for_unnormalised(a: NDArray[Any], name: str, n_bad: int, n_checked: int) -> None:
-    """Error for a member whose class probabilities do not sum to 1 on ``n_bad`` of ``n_checked`` voxels."""
-    sums = np.asarray(a, dtype=np.float32).reshape(a.shape[0], -1).sum(axis=0, dtype=np.float32)
+def raise_for_unnormalised(a: NDArray[Any] | None, name: str, n_bad: int, n_checked: int, *,
+                           subject: str | None = None, sums: NDArray[Any] | None = None) -> None:
+    """Error for a member whose class probabilities do not sum to 1 on ``n_bad`` of ``n_checked`` voxels.
+
+    The range of the sums is computed over the whole member ``a``, or given as the sampled ``sums`` (streamed
+    members, whose whole array is never held).
+    """
+    who = f"`{name}`" if subject is None else subject
+    if sums is None:
+        if a is None:  # pragma: no cover - callers pass one of them
+            raise ValueError("raise_for_unnormalised needs the member or the sampled sums")
+        sums = np.asarray(a, dtype=np.float32).reshape(a.shape[0], -1).sum(axis=0, dtype=np.float32)
+        where = "on the whole member"
+    else:
+        where = "on the sampled voxels"
+    lo, hi = (float(sums.min()), float(sums.max())) if sums.size else (1.0, 1.0)
     raise ValidationError(
-        f"`{name}`: class probabilities must sum to 1 at every voxel (within {SUM_TOLERANCE}); they do not on "
-        f"{n_bad} of {n_checked} sampled voxels, and range over [{float(sums.min()):.4g}, "
-        f"{float(sums.max()):.4g}] on the whole member. For unnormalised scores or logits, {_SOFTMAX_HINT}; "
-        "per-class sigmoid outputs (regions) cannot be averaged as class probabilities."
+        f"{who}: class probabilities must sum to 1 at every voxel (within {SUM_TOLERANCE}); they do not on "
+        f"{n_bad} of {n_checked} sampled voxels, and range over [{lo:.4g}, {hi:.4g}] {where}. For unnormalised "
+        f"scores or logits, {_SOFTMAX_HINT}; per-class sigmoid outputs (regions) cannot be averaged as class "
+        "probabilities."
     )
 
 

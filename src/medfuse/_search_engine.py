@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._member_checks import ChannelChecks
 from ._search_pass import CONTESTED, CasePass, run_case_pass
 from .errors import ValidationError
 from .geometry import Box, union_box
@@ -101,10 +102,14 @@ def _fill(out: NDArray[Any], member: MemberPrediction, box: Box, origin: Sequenc
             out[c][inner] = labels == c
         return
     seen = np.zeros(n_classes, bool)
+    # the checks of fuse_probabilities: every value, class sums on a sample (errors name case and file)
+    who = f"member {member.source!r} (model {model!r})" if member.source else f"model {model!r}"
+    checks = ChannelChecks(n_classes, f"case {case!r}: {who}")
     for c, channel in member.iter_channels():
         if not 0 <= c < n_classes:
             raise ValidationError(f"case {case!r}: model {model!r} yields channel {c} of {n_classes}.")
         out[c][inner] = channel
+        checks.feed(c, np.asarray(channel))
         seen[c] = True
     if not seen.all():
         raise ValidationError(f"case {case!r}: model {model!r} lacks channels {np.flatnonzero(~seen).tolist()}.")

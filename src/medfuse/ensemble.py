@@ -214,17 +214,23 @@ def _member_weight(weights: NDArray[np.float64] | None, m: int, num_classes: int
 
 def _mean_class_major(sources: Sequence[Any], job: _CaseJob, num_classes: int, domain: Box,
                       domain_shape: tuple[int, ...]) -> tuple[NDArray[Any], NDArray[np.float16] | None]:
-    """Weighted mean + argmax, reading every member's class c before any member's class c + 1."""
-    from ._channel_fusion import ClassMajorMean, class_major_channels
+    """Weighted mean + argmax, reading every member's class c before any member's class c + 1.
 
-    weights = np.stack([_member_weight(job.weights, m, num_classes, str(s.folder.path))
-                        for m, s in enumerate(sources)])
-    fuser = ClassMajorMean(num_classes, domain_shape, keep_probabilities=job.save_probabilities)
+    Every probability member is checked as the in-memory API checks it (values in the adding pass, class
+    sums on a sample); the errors name the case and the member's file.
+    """
+    from ._channel_fusion import ClassMajorMean, class_major_channels
+    from ._fusion_inputs import as_member_weights
+
+    weights = as_member_weights(
+        np.stack([_member_weight(job.weights, m, num_classes, str(s.folder.path)) for m, s in enumerate(sources)]),
+        n_members=len(sources), n_classes=num_classes)
+    names = {m: f"case {job.case!r}: member {str(s.npz_path or s.label_path)!r}" for m, s in enumerate(sources)}
+    fuser = ClassMajorMean(num_classes, domain_shape, keep_probabilities=job.save_probabilities, names=names)
     hard = {m: _crop(s.read_labels(), domain) for m, s in enumerate(sources) if not s.has_probabilities}
     boxes = {m: _relative(_box_of(s), domain) for m, s in enumerate(sources) if s.has_probabilities}
     streams = [s.iter_channels() if s.has_probabilities else None for s in sources]
-    names = [f"{str(s.folder.path)!r} case {s.name!r}" for s in sources]
-    channels = class_major_channels(streams, num_classes, names=names)
+    channels = class_major_channels(streams, num_classes, names=[names[m] for m in range(len(sources))])
     for c in range(num_classes):
         fuser.begin_class(c)
         for m in range(len(sources)):
@@ -234,7 +240,7 @@ def _mean_class_major(sources: Sequence[Any], job: _CaseJob, num_classes: int, d
             got_c, got_m, channel = next(channels)
             if (got_c, got_m) != (c, m):  # pragma: no cover - class_major_channels keeps the order
                 raise RuntimeError("channel order")
-            fuser.add_probabilities(channel, weight=float(weights[m, c]), box=boxes[m])
+            fuser.add_probabilities(channel, weight=float(weights[m, c]), box=boxes[m], member=m)
             del channel
         fuser.end_class(float(weights[:, c].sum()))
     return fuser.labels(), (fuser.probabilities() if job.save_probabilities else None)

@@ -61,13 +61,20 @@ def _case_files(folder: Path, what: str) -> dict[str, Path]:
 
 
 def _evaluate_case(item: tuple[str, str, str]) -> tuple[str, NDArray[np.int64], tuple[float, ...]]:
-    """Read one pair, check its geometry, return (case, confusion matrix, spacing_mm). Runs in a worker."""
+    """Read one pair, check its geometry, return (case, confusion matrix, spacing_mm). Runs in a worker.
+
+    Both maps go through :func:`medfuse.io.labelmaps.label_map_from_file`, the rule every reader applies
+    (a float map of whole numbers is cast; any other float map is a FormatError naming the file and case).
+    """
     from .io import read_nifti
+    from .io.labelmaps import label_map_from_file
     from .metrics import confusion_matrix
 
     case, ref_path, pred_path = item
-    reference, ref_geometry = read_nifti(ref_path)
-    prediction, pred_geometry = read_nifti(pred_path)
+    ref_array, ref_geometry = read_nifti(ref_path)
+    pred_array, pred_geometry = read_nifti(pred_path)
+    reference = label_map_from_file(ref_array, source=ref_path, case=case)
+    prediction = label_map_from_file(pred_array, source=pred_path, case=case)
     diff = ref_geometry.differences(pred_geometry)
     if diff:
         raise GeometryMismatchError(f"case {case!r}: prediction {pred_path!r} and reference {ref_path!r} differ: "

@@ -51,18 +51,21 @@ class MemberPrediction:
         Probability channels C; ``None`` for a hard member (a label map).
     dtype : numpy.dtype or None
         Stored dtype of the probabilities (float16 for v1 folders).
+    source : str
+        The file the prediction is read from (``""`` for arrays in memory); error messages name it.
     """
 
     def __init__(self, *, box: Box, num_classes: int | None,
                  channels: Callable[[], Iterator[tuple[int, NDArray[Any]]]] | None = None,
                  labels: Callable[[], NDArray[Any]] | None = None, dtype: Any = None,
-                 description: str = "") -> None:
+                 description: str = "", source: str = "") -> None:
         self.box = box
         self.num_classes = num_classes
         self.dtype = None if dtype is None else np.dtype(dtype)
         self._channels = channels
         self._labels = labels
         self.description = description
+        self.source = source
 
     @property
     def is_hard(self) -> bool:
@@ -438,7 +441,8 @@ def _folder_member(src: Any, model: str) -> MemberPrediction:
     if src.has_probabilities:
         src.check()
         return MemberPrediction(box=tuple(src.crop_bbox), num_classes=int(src.num_classes),
-                                channels=src.iter_channels, dtype=src.npz_member().dtype, description=desc)
+                                channels=src.iter_channels, dtype=src.npz_member().dtype, description=desc,
+                                source=str(src.npz_path))
     shape = src.geometry.shape
     return MemberPrediction(box=tuple((0, int(s)) for s in shape), num_classes=None,
-                            labels=src.read_labels, description=desc)
+                            labels=src.read_labels, description=desc, source=str(src.label_path))
