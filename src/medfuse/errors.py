@@ -47,3 +47,10 @@ class UnsafePickleError(FormatError):
 
 class MissingDependencyError(MedfuseError, ImportError):
     """An optional dependency is not installed; the message names the pip extra to install."""
+
+
+class FolderLockedError(ValidationError):
+    """Another run holds the output folder's lock (one folder, one run at a time); the message names it."""
+
+
+__all__ += ["FolderLockedError"]
