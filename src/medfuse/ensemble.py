@@ -26,8 +26,7 @@ from ._version import __version__
 from .errors import CaseMismatchError, ValidationError
 from .evaluation import Evaluation, evaluate_folder  # re-exported: the folder jobs live side by side
 from .geometry import Box, Geometry, paste_into_box, union_box
-from .io.journal import FileDigest, Journal, digest_files, sweep_temporaries, v1_case_files
-from .io.lock import folder_lock
+from .io.journal import FileDigest, digest_files, journaled_run, v1_case_files
 
 __all__ = ["Evaluation", "FusionReport", "evaluate_folder", "fuse_folders"]
 
@@ -429,12 +428,9 @@ def fuse_folders(
     folders = [io.open_folder(p) for p in paths]
     all_cases = _common_cases(folders, cases)
     settings = _fusion_settings(paths, folders, method, w, pp_dict, save_probabilities)
-    out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    with folder_lock(out, command=_command("fuse_folders")):
-        sweep_temporaries(out)  # only while holding the lock: they may be another live run's files
-        journal = Journal(out, settings, case_files=v1_case_files, extra_files=(FUSION_JSON,))
-        plan = journal.plan(all_cases, overwrite=overwrite)
+    with journaled_run(out, settings, all_cases, overwrite=overwrite, command=_command("fuse_folders"),
+                       extra_files=(FUSION_JSON,)) as (journal, plan):
         jobs = [_CaseJob(c, tuple(f.subset([c]) for f in folders), method, w, str(out), pp_dict,
                          save_probabilities) for c in plan.todo]
         try:

@@ -27,16 +27,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ValidationError
 from .atomic import atomic_write, is_temporary
+from .lock import folder_lock
 
 __all__ = ["JOURNAL_DIR", "FileDigest", "Journal", "ResumePlan", "digest_files", "fingerprint",
-           "sweep_temporaries", "v1_case_files"]
+           "journaled_run", "sweep_temporaries", "v1_case_files"]
 
 #: Hidden folder of the journal inside an output folder.
 JOURNAL_DIR = ".medfuse"
@@ -267,3 +269,19 @@ class Journal:
     def completed(self) -> list[str]:
         """Sorted cases whose files are recorded and verified (this run's and earlier identical runs')."""
         return sorted(self._complete)
+
+
+@contextmanager
+def journaled_run(folder: Path, settings: Mapping[str, Any], cases: Sequence[str], *, overwrite: bool,
+                  command: str, extra_files: Sequence[str] = ()) -> Iterator[tuple[Journal, ResumePlan]]:
+    """Lock ``folder``, sweep its stale temporaries, and plan the run from its journal (v1-layout cases).
+
+    Yields the journal (``begin`` the ``todo`` cases, ``finish`` each one) and the plan; the lock is held
+    until the ``with`` block ends. Raises :class:`~medfuse.errors.FolderLockedError` when another run
+    holds the folder, :class:`~medfuse.errors.ValidationError` for other settings or unrecorded results.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder, command=command):
+        sweep_temporaries(folder)  # only under the lock: unlocked, they could be a live run's files
+        journal = Journal(folder, settings, case_files=v1_case_files, extra_files=extra_files)
+        yield journal, journal.plan(cases, overwrite=overwrite)
