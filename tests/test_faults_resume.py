@@ -217,6 +217,36 @@ def test_executor_workers_produce_the_same_folder(ens, tmp_path):
     assert done_records(out) == N_CASES
 
 
+def test_failed_case_waits_for_running_workers_before_releasing_the_folder(ens, tmp_path, monkeypatch):
+    import medfuse.ensemble as ensemble
+
+    real, started, finished = ensemble._fuse_case, [], []
+
+    def flaky(job):
+        if job.case == ens.cases[0]:
+            raise ValidationError("boom")
+        started.append(job.case)
+        time.sleep(0.3)
+        result = real(job)
+        finished.append(job.case)
+        return result
+
+    monkeypatch.setattr(ensemble, "_fuse_case", flaky)
+    out = tmp_path / "failed"
+    pool = ThreadPoolExecutor(2)
+    try:
+        with pytest.raises(ValidationError, match="boom"):
+            fuse_folders(ens.members, out, executor=pool, progress=False)
+        # every case running beside the failure ended before the run did; none started later
+        assert ens.cases[1] in finished and sorted(finished) == sorted(started) and len(started) < N_CASES - 1
+    finally:
+        pool.shutdown()
+    assert lock_holder(out) == {}
+    assert json.loads((out / "fusion.json").read_text())["cases"] == []  # results not collected: not claimed
+    monkeypatch.undo()
+    assert fuse_folders(ens.members, out, progress=False).written == tuple(ens.cases)  # pending: recomputed
+
+
 # ------------------------------------------------------------------------------------------- lock
 def test_second_run_fails_naming_the_holder_and_the_first_completes(ens, tmp_path):
     out = tmp_path / "busy"
