@@ -8,12 +8,11 @@ the unit of work; ``executor=`` takes any :class:`concurrent.futures.Executor` (
 
 from __future__ import annotations
 
-import json
 import os
-import platform
+import sys
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,12 +20,13 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._jobs import run_jobs, write_json
+from ._jobs import write_json
 from ._progress import progress_bar
 from ._version import __version__
 from .errors import CaseMismatchError, ValidationError
 from .evaluation import Evaluation, evaluate_folder  # re-exported: the folder jobs live side by side
 from .geometry import Box, Geometry, paste_into_box, union_box
+from .io.journal import FileDigest, digest_files, journaled_run, v1_case_files
 
 __all__ = ["Evaluation", "FusionReport", "evaluate_folder", "fuse_folders"]
 
@@ -57,9 +57,14 @@ class FusionReport:
     written : tuple of str
         Cases fused in this run.
     skipped : tuple of str
-        Cases already in ``output`` from an earlier, identical run (resumed).
+        Cases an earlier run with the same settings finished (journal record and checksums verified).
     seconds : dict of str to float
-        Wall time per fused case.
+        Wall time per case fused in this run (kept out of ``fusion.json``, whose bytes do not depend on
+        timing; the journal records keep them).
+    postprocessing : dict or None
+    fingerprint : str
+        SHA-256 of the settings (resolved member folders, layouts, method, weights, postprocessing,
+        ``save_probabilities``, medfuse/numpy/numba versions) that marks every journal record.
     """
 
     output: Path
@@ -72,26 +77,29 @@ class FusionReport:
     skipped: tuple[str, ...]
     seconds: dict[str, float] = field(default_factory=dict)
     postprocessing: dict[str, Any] | None = None
+    fingerprint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """What this run did, as JSON-able data (``fusion.json`` describes the folder instead)."""
         return {
-            "medfuse_version": __version__,
+            "output": str(self.output),
             "members": list(self.members),
             "layouts": list(self.layouts),
             "method": self.method,
             "weights": self.weights,
             "postprocessing": self.postprocessing,
             "cases": list(self.cases),
+            "written": list(self.written),
+            "skipped": list(self.skipped),
             "seconds_per_case": dict(sorted(self.seconds.items())),
-            "versions": _versions(),
+            "fingerprint": self.fingerprint,
         }
 
 
 def _versions() -> dict[str, str]:
     import numba
 
-    return {"medfuse": __version__, "numpy": np.__version__, "numba": numba.__version__,
-            "python": platform.python_version()}
+    return {"medfuse": __version__, "numpy": np.__version__, "numba": numba.__version__}
 
 
 # ----------------------------------------------------------------------------------------- validation
@@ -317,14 +325,47 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float]:
     return job.case, time.perf_counter() - t0
 
 
-def _is_done(output: Path, case: str, save_probabilities: bool) -> bool:
-    names = [f"{case}.nii.gz"] + ([f"{case}.npz", f"{case}.pkl"] if save_probabilities else [])
-    return all((output / n).is_file() for n in names)
+_Done = tuple[str, float, tuple[FileDigest, ...]]  # (case, seconds, digests of its files)
 
 
-def _settings(report: FusionReport) -> dict[str, Any]:
-    d = report.to_dict()
-    return {k: d[k] for k in ("members", "method", "weights", "postprocessing")}
+def _fuse_and_digest(job: _CaseJob) -> _Done:
+    """Fuse one case, then digest the files it wrote (in the worker, where they are still in the page cache).
+
+    The coordinating process removed every file of the case before the job started (``Journal.begin``),
+    so the files found now are exactly the ones this job wrote; it checks their sizes and records them.
+    """
+    case, seconds = _fuse_case(job)
+    return case, seconds, digest_files(job.output, v1_case_files(case))
+
+
+def _run_cases(jobs: Sequence[_CaseJob], executor: Executor | None) -> Iterator[_Done]:
+    """Results as cases complete. On a failure the cases not started are cancelled and the running ones
+    are waited for, so no worker writes into the folder after the run (and its lock) ended."""
+    if executor is None:
+        yield from map(_fuse_and_digest, jobs)
+        return
+    futures: list[Future[_Done]] = [executor.submit(_fuse_and_digest, job) for job in jobs]
+    try:
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        for fut in futures:
+            fut.cancel()
+        wait(futures)
+
+
+def _fusion_settings(paths: Sequence[Path], folders: Sequence[Any], method: Method,
+                     weights: NDArray[np.float64] | None, postprocessing: dict[str, Any] | None,
+                     save_probabilities: bool) -> dict[str, Any]:
+    """What decides the bytes of a fused folder: its fingerprint marks every journal record."""
+    return {"job": "fuse_folders", "members": [str(p.resolve()) for p in paths],
+            "layouts": [f.layout for f in folders], "method": method,
+            "weights": None if weights is None else weights.tolist(), "postprocessing": postprocessing,
+            "save_probabilities": bool(save_probabilities), "versions": _versions()}
+
+
+def _command(name: str) -> str:
+    return f"{name} (python {' '.join(sys.argv)})"[:300]
 
 
 # ------------------------------------------------------------------------------------------- public
@@ -351,7 +392,10 @@ def fuse_folders(
         folder joins a probability ensemble as a hard (one-hot) member with its weight.
     output : path
         Folder to write ``<case>.nii.gz`` (uint8, original geometry) and ``fusion.json`` into. Never one of
-        the inputs. Files are written atomically; a re-run skips finished cases.
+        the inputs. Files are written atomically. A re-run skips the cases its journal
+        (``output/.medfuse/journal``) records as finished with the same settings and unchanged files, and
+        refuses a folder holding results of other settings or files no record accounts for. The folder
+        is locked (``output/.medfuse.lock``) for the whole run: a second run on it fails, naming the first.
     method : {"mean", "vote"}
         ``"mean"``: argmax of the (weighted, per class normalised) mean probability; ties go to the lowest
         class. ``"vote"``: (weighted) majority vote of each member's argmax; ties go to the lowest label.
@@ -369,14 +413,23 @@ def fuse_folders(
         Runs cases in parallel (threads, processes, or a Dask ``Client.get_executor()``). Serial when
         omitted; decoding still overlaps accumulation inside a case.
     overwrite : bool
-        Recompute every case even when ``output`` holds results of an earlier run; without it, an earlier
-        run with different settings is an error (never a silent mix).
+        Recompute every selected case even when ``output`` holds results of an earlier run: results of
+        other settings are removed (with their journal records), files no record accounts for are left
+        alone. Without it, other settings or unrecorded files are an error (never a silent mix).
     progress : bool
         Show a progress bar (needs tqdm, extra ``progress``).
 
     Returns
     -------
     FusionReport
+
+    Raises
+    ------
+    FolderLockedError
+        Another run holds ``output``.
+    ValidationError
+        ``output`` holds results of other settings, or files no journal record accounts for (pass
+        ``overwrite=True``).
     """
     from . import io
 
@@ -399,53 +452,24 @@ def fuse_folders(
 
     folders = [io.open_folder(p) for p in paths]
     all_cases = _common_cases(folders, cases)
-    report = FusionReport(
-        output=out, members=tuple(str(p) for p in paths), layouts=tuple(f.layout for f in folders),
-        method=method, weights=None if w is None else w.tolist(), cases=tuple(all_cases), written=(),
-        skipped=(), postprocessing=pp_dict,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out)
-    previous = _read_previous(out)
-    settings = _settings(report)
-    if previous is not None and not overwrite and {k: previous.get(k) for k in settings} != settings:
-        raise ValidationError(
-            f"`output` {str(out)!r} holds the results of a fusion with other settings (see its {FUSION_JSON});"
-            " choose a new folder or pass overwrite=True to recompute every case."
-        )
-    done = set() if overwrite else {c for c in all_cases if _is_done(out, c, save_probabilities)}
-    todo = [c for c in all_cases if c not in done]
-    jobs = [_CaseJob(c, tuple(f.subset([c]) for f in folders), method, w, str(out), pp_dict, save_probabilities)
-            for c in todo]
+    settings = _fusion_settings(paths, folders, method, w, pp_dict, save_probabilities)
     seconds: dict[str, float] = {}
-    if previous is not None and not overwrite:
-        seconds.update({c: s for c, s in previous.get("seconds_per_case", {}).items() if c in done})
-    try:
-        for case, sec in progress_bar(run_jobs(_fuse_case, jobs, executor), enabled=progress,
-                                      total=len(jobs), desc="fuse"):
-            seconds[case] = sec
-    finally:
-        partial = FusionReport(**{**report.__dict__, "written": tuple(c for c in todo if c in seconds),
-                                  "skipped": tuple(sorted(done)), "seconds": seconds})
-        write_json(out / FUSION_JSON, partial.to_dict())
-    return partial
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """Delete temporary files an interrupted run left in ``out`` (never a finished file)."""
-    from .io import is_temporary
-
-    for p in out.iterdir():
-        if p.is_file() and is_temporary(p.name):
-            p.unlink(missing_ok=True)
-
-
-def _read_previous(out: Path) -> dict[str, Any] | None:
-    path = out / FUSION_JSON
-    if not path.is_file():
-        return None
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data
+    with journaled_run(out, settings, all_cases, overwrite=overwrite, command=_command("fuse_folders"),
+                       extra_files=(FUSION_JSON,)) as (journal, plan):
+        jobs = [_CaseJob(c, tuple(f.subset([c]) for f in folders), method, w, str(out), pp_dict,
+                         save_probabilities) for c in plan.todo]
+        try:
+            journal.begin(plan.todo)
+            for case, sec, files in progress_bar(_run_cases(jobs, executor), enabled=progress,
+                                                 total=len(jobs), desc="fuse"):
+                journal.finish(case, files, seconds=round(sec, 3))
+                seconds[case] = sec
+        finally:  # rebuilt from the journal: after a SIGKILL the next run rebuilds it the same way
+            write_json(out / FUSION_JSON, {"medfuse_version": __version__, "fingerprint": journal.fingerprint,
+                                           **settings, "cases": journal.completed()})
+    return FusionReport(
+        output=out, members=tuple(str(p) for p in paths), layouts=tuple(f.layout for f in folders),
+        method=method, weights=None if w is None else w.tolist(), cases=tuple(all_cases),
+        written=tuple(c for c in plan.todo if c in seconds), skipped=plan.done, seconds=seconds,
+        postprocessing=pp_dict, fingerprint=journal.fingerprint,
+    )

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 __all__ = [
     "CaseMismatchError",
+    "FolderLockedError",
     "FormatError",
     "GeometryMismatchError",
     "MedfuseError",
     "MissingDependencyError",
+    "OutputError",
     "UnsafePickleError",
     "ValidationError",
 ]
@@ -77,4 +79,6 @@ def _rebuild_output_error(cls: type[OutputError], args: tuple[object, ...], code
     return err
 
 
-__all__ += ["OutputError"]
+
+class FolderLockedError(ValidationError):
+    """Another run holds the output folder's lock (one folder, one run at a time); the message names it."""
