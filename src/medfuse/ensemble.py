@@ -134,6 +134,10 @@ def _as_fusion_weights(weights: ArrayLike | None, n_members: int) -> NDArray[np.
         raise ValidationError(f"`weights` must be finite and non-negative; got {w.tolist()}.")
     if not np.any(w > 0):
         raise ValidationError("`weights` must not all be zero: at least one member must count.")
+    if w.ndim == 2:  # refused before any case is read, with the in-memory API's message
+        from ._fusion_inputs import raise_for_zero_weight_classes
+
+        raise_for_zero_weight_classes(w.sum(axis=0))
     return w
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import MedfuseError
 from ._common import add_executor_arguments, align_weights, make_executor, parse_float_list, read_weights_file
 
 NAME = "fuse"
 
 #: API keywords in error messages -> the flags that set them (the CLI speaks in flags).
-FLAG_NAMES = {"overwrite=True": "--overwrite"}
+FLAG_NAMES = {"overwrite=True": "--overwrite", "`weights`": "`--weights`", "`postprocessing`": "`--postprocessing`",
+              "`cases`": "`--cases`", "`output`": "`-o/--output`", "`members`": "MEMBER",
+              "`method`": "`--method`", "`save_probabilities`": "`--save-probabilities`"}
 HELP = "fuse the prediction folders of several models into one folder of label maps"
 EPILOG = """examples:
   medfuse fuse pred_2d pred_3d pred_cascade -o fused
@@ -58,11 +59,6 @@ def run(args: argparse.Namespace) -> int:
         report = fuse_folders(args.members, args.output, method=args.method, weights=weights,
                               postprocessing=args.postprocessing, save_probabilities=args.save_probabilities,
                               cases=cases, executor=executor, overwrite=args.overwrite, progress=args.progress)
-    except MedfuseError as exc:
-        renamed = _with_flag_names(exc)
-        if renamed is exc:
-            raise
-        raise renamed from exc
     finally:
         if close is not None:
             close()
@@ -70,10 +66,3 @@ def run(args: argparse.Namespace) -> int:
           f"earlier run with the same settings, checksums verified); settings in {report.output / 'fusion.json'}")
     return 0
 
-
-def _with_flag_names(exc: MedfuseError) -> MedfuseError:
-    """The same error with API keywords replaced by the CLI flags (``--overwrite``, not ``overwrite=True``)."""
-    text = str(exc)
-    for keyword, flag in FLAG_NAMES.items():
-        text = text.replace(keyword, flag)
-    return exc if text == str(exc) else type(exc)(text)
