@@ -22,7 +22,7 @@ from .._validation import describe, native_byteorder
 from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry
 from .atomic import atomic_write
-from .verify import gzip_size, nifti_expected_size
+from .verify import GzipError, gzip_size, nifti_expected_size
 
 __all__ = ["label_dtype", "label_map_files", "read_geometry", "read_nifti", "write_nifti"]
 
@@ -68,7 +68,7 @@ def _check_nifti_complete(p: Path, *, compressed: bool) -> None:
             return
         try:
             actual = gzip_size(p)
-        except (OSError, EOFError, zlib.error) as exc:
+        except (OSError, GzipError) as exc:
             raise FormatError(
                 f"{p} is truncated or corrupt ({exc}); its header announces {expected} bytes. Re-create it."
             ) from exc

@@ -33,6 +33,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from ..errors import FormatError
 
@@ -72,39 +73,54 @@ def nifti_expected_size(header: bytes) -> int | None:
 def gzip_size(path: Path, *, head: bytearray | None = None) -> int:
     """Uncompressed size of a (possibly multi-member) gzip file, decoded in full with bounded memory.
 
-    zlib checks each member's CRC-32 and length trailer. ``head``, when given, receives the first
-    540 uncompressed bytes. Raises ``zlib.error`` / ``EOFError`` on a damaged or truncated stream.
+    The inflate library checks each member's CRC-32 and length trailer; the fastest installed one is used
+    (zlib-ng or ISA-L, extra ``fast``: 5-15x stdlib zlib on label maps). ``head``, when given, receives the
+    first 540 uncompressed bytes. Raises :class:`GzipError` on a damaged or truncated stream.
     """
+    z = _inflate_module()
     total = 0
     with open(path, "rb") as f:
         data = f.read(_BLOCK)
         if not data:
-            raise EOFError("the file is empty")
-        d = zlib.decompressobj(31)
-        while True:
-            out = d.decompress(data, _MAX_OUT)
-            if head is not None and len(head) < 540:
-                head += out[: 540 - len(head)]
-            total += len(out)
-            if d.eof:
-                data = d.unused_data or f.read(_BLOCK)
-                if not data:
-                    return total
-                if data[:2] != b"\x1f\x8b":
-                    raise zlib.error("data after the end of the gzip stream is not another gzip member")
-                d = zlib.decompressobj(31)
-                continue
-            data = d.unconsumed_tail
-            if not data and not out:
-                data = f.read(_BLOCK)
-                if not data:
-                    raise EOFError("the gzip stream ends before its end-of-stream marker (truncated)")
+            raise GzipError("the file is empty")
+        try:
+            d = z.decompressobj(31)
+            while True:
+                out = d.decompress(data, _MAX_OUT)
+                if head is not None and len(head) < 540:
+                    head += out[: 540 - len(head)]
+                total += len(out)
+                if d.eof:
+                    data = d.unused_data or f.read(_BLOCK)
+                    if not data:
+                        return total
+                    if data[:2] != b"\x1f\x8b":
+                        raise GzipError("data after the end of the gzip stream is not another gzip member")
+                    d = z.decompressobj(31)
+                    continue
+                data = d.unconsumed_tail
+                if not data and not out:
+                    data = f.read(_BLOCK)
+                    if not data:
+                        raise GzipError("the gzip stream ends before its end-of-stream marker (truncated)")
+        except z.error as exc:
+            raise GzipError(str(exc)) from exc
+
+
+class GzipError(ValueError):
+    """A gzip stream does not decode in full (damaged, truncated or not gzip)."""
+
+
+def _inflate_module() -> ModuleType:
+    from .npz import _backend_module
+
+    return _backend_module("auto")
 
 
 def _check_gzip(path: Path) -> None:
     try:
         gzip_size(path)
-    except (zlib.error, EOFError) as exc:
+    except GzipError as exc:
         raise FormatError(f"{path} is not a whole gzip stream ({exc}).") from exc
 
 
@@ -112,7 +128,7 @@ def _check_nifti_gz(path: Path) -> None:
     head = bytearray()
     try:
         size = gzip_size(path, head=head)
-    except (zlib.error, EOFError) as exc:
+    except GzipError as exc:
         raise FormatError(f"{path} is not a whole gzip stream ({exc}).") from exc
     _check_nifti_size(path, bytes(head), size)
 
