@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from medfuse import synthetic
 from medfuse.geometry import crop_to_box
-from medfuse.oof import OutOfFold
+from medfuse.search import OutOfFold
 
 Model = Callable[[synthetic.Phantom, int], NDArray[Any]]
 

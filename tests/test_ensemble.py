@@ -15,8 +15,8 @@ import pytest
 
 import medfuse
 from medfuse import io, synthetic
-from medfuse.ensemble import evaluate_folder, fuse_folders
 from medfuse.errors import CaseMismatchError, FormatError, GeometryMismatchError, ValidationError
+from medfuse.folders import evaluate_folder, fuse_folders
 from medfuse.geometry import Geometry, paste_into_box
 from medfuse.io.atomic import TEMP_MARKER
 

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 import reference_fusion as ref
-from medfuse import ValidationError, fusion
+from medfuse import ValidationError
 from medfuse.fusion import (
     RANGE_TOLERANCE,
     average_probabilities,
     fuse_probabilities,
     softmax,
 )
+from medfuse.fusion import run as fusion
 
 
 def probabilities(rng, c, shape, dtype=np.float32, concentration=1.0):

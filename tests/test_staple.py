@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from medfuse.errors import MissingDependencyError, ValidationError
-from medfuse.staple import staple, staple_binary
+from medfuse.fusion.staple import staple, staple_binary
 
 sitk = pytest.importorskip("SimpleITK")
 

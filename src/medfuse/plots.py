@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._optional import import_optional
+from ._core.optional import import_optional
 
 __all__ = ["dice_boxplot", "per_label_values"]
 

@@ -49,7 +49,7 @@ Arithmetic
     float16 is read as uint16 and converted in registers (:mod:`medfuse._kernels.f16`).
 Checks, in the same pass
     * range and finiteness of every value: the maximum raw bit pattern per member. A float is finite
-      and in ``[+0, 1]`` iff its pattern is ``<= bits(1.0)`` (:data:`medfuse._kernels.f16.ONE_BITS`);
+      and in ``[+0, 1]`` iff its pattern is ``<= bits(1.0)`` (:data:`medfuse._kernels.kinds.ONE_BITS`);
       for a hard member the maximum is its largest label (a negative label, read unsigned, is huge).
       It costs one integer ``max`` per value, which the memory-bound loop hides.
     * sums over classes, on a sample: ``check_size`` voxels of every ``check_every``-th chunk, at an
@@ -65,12 +65,11 @@ import numpy as np
 
 from . import jit
 from .f16 import _bits_to_float32
+from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
 from .raw import _prefetch, _view
 
 __all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chunks"]
 
-#: member kinds (the ``kinds`` array of :func:`_fuse_chunks`)
-KIND_F16, KIND_F32, KIND_U8, KIND_U16 = 0, 1, 2, 3
 #: bytes per item of each kind
 ITEMSIZE = (2, 4, 1, 2)
 #: the 4- and 5-member loops that fold the argmax run in steps of STEP_BYTES per member (4 cache lines),

@@ -76,7 +76,7 @@ class PaddleEnvironment:
     @classmethod
     def detect(cls) -> PaddleEnvironment:
         """Ask the installed Paddle (imports it)."""
-        from .models import import_paddle, paddle_version
+        from ._paddle import import_paddle, paddle_version
 
         paddle = import_paddle()
         cuda = bool(paddle.is_compiled_with_cuda())

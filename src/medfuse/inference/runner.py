@@ -25,8 +25,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .._progress import progress_bar
-from .._validation import describe
+from .._core.progress import progress_bar
+from .._core.validation import describe
 from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry, paste_into_box
 from .cascade import cascade_channels

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from .._validation import describe
+from .._core.validation import describe
 from ..errors import CaseMismatchError, FormatError, GeometryMismatchError, ValidationError
 from ..geometry import COORDINATE_TOLERANCE, DIRECTION_TOLERANCE, Box, Geometry, paste_into_box
 from .atomic import is_temporary

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .._optional import import_optional
-from .._validation import describe, native_byteorder
+from .._core.optional import import_optional
+from .._core.validation import describe, native_byteorder
 from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry
 from .atomic import atomic_write

@@ -28,8 +28,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from .._optional import has_module, import_optional
-from .._validation import describe
+from .._core.optional import has_module, import_optional
+from .._core.validation import describe
 from ..errors import FormatError, ValidationError
 
 __all__ = [
