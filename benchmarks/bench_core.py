@@ -1,4 +1,4 @@
-"""Core-kernel benchmark: a thin script over :func:`medfuse.benchmark.run_benchmark` (same as ``medfuse bench``).
+"""Core-kernel benchmark: a thin script over :func:`medfuse.bench.runner.run_benchmark` (same as ``medfuse bench``).
 
     python benchmarks/bench_core.py                 # full sizes, a few minutes
     python benchmarks/bench_core.py --quick         # tiny sizes

@@ -201,7 +201,7 @@ def test_sigkill_mid_run_then_resume(cases, tmp_path):
     """Kill -9 a fusion process at an arbitrary moment: nothing truncated, and a re-run completes."""
     out = tmp_path / "fused"
     code = (
-        "import sys; from medfuse.ensemble import fuse_folders; "
+        "import sys; from medfuse.folders.fuse import fuse_folders; "
         f"fuse_folders({[str(m) for m in cases.members]!r}, {str(out)!r}, progress=False)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

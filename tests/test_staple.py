@@ -1,4 +1,4 @@
-"""medfuse.staple: follows good raters, equals SimpleITK called directly, undecided voxels, bad input."""
+"""medfuse.fusion.staple: follows good raters, equals SimpleITK called directly, undecided voxels, bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Result types of :mod:`medfuse.benchmark` (public through it): sizes, measurements, targets, report."""
+"""Result types of :mod:`medfuse.bench.runner` (public through it): sizes, measurements, targets, report."""
 
 from __future__ import annotations
 

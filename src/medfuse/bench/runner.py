@@ -42,6 +42,15 @@ from numpy.typing import NDArray
 
 from .._core.optional import has_module, import_optional
 from ..errors import ValidationError
+from .peers import (
+    _bincount_dice,
+    _confusion_dice,
+    _monai_mean,
+    _nnunet_v2_style,
+    _numpy_mean_stack,
+    _numpy_onehot_vote,
+    _same_dice,
+)
 from .report import BenchmarkReport, Measurement, Sizes, Target, fmt_bytes, fmt_time
 
 __all__ = [
@@ -97,20 +106,6 @@ def _run_once(fn: Callable[[], Any], *, trace: bool) -> tuple[float, int, Any]:
     return elapsed, max(traced, rss_extra), result
 
 
-def _measure(fn: Callable[[], Any], repeat: int) -> tuple[float, int, Any]:
-    """Best time of ``repeat`` untraced runs, smallest extra peak memory of ``repeat`` traced runs."""
-    best_t, result = float("inf"), None
-    for _ in range(repeat):
-        result = None
-        elapsed, _, result = _run_once(fn, trace=False)
-        best_t = min(best_t, elapsed)
-    best_mem: int | None = None
-    for _ in range(repeat):
-        _, extra, _ = _run_once(fn, trace=True)
-        best_mem = extra if best_mem is None else min(best_mem, extra)
-    return best_t, int(best_mem or 0), result
-
-
 def _timed_first_call(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -163,46 +158,6 @@ def _label_members(sizes: Sizes, log: Callable[[str], None]) -> tuple[NDArray[np
                                                                      shared_seed=2), dtype=np.uint8))
             for i, q in enumerate(qualities)]
     return _resident(np.ascontiguousarray(ph.labels, dtype=np.uint8)), maps
-
-
-# ------------------------------------------------------------------------------------------ peers
-def _nnunet_v2_style(members: Sequence[NDArray[Any]]) -> NDArray[Any]:
-    """nnU-Net v2's ensembling: a float32 running sum of the members, divided, then argmax."""
-    acc = members[0].astype(np.float32)
-    for m in members[1:]:
-        acc += m
-    acc /= len(members)
-    labels: NDArray[Any] = acc.argmax(0).astype(np.uint8)
-    return labels
-
-
-def _numpy_mean_stack(members: Sequence[NDArray[Any]]) -> NDArray[Any]:
-    labels: NDArray[Any] = np.mean(np.stack(members), axis=0).argmax(0).astype(np.uint8)
-    return labels
-
-
-def _monai_mean(members: Sequence[NDArray[Any]]) -> NDArray[Any]:
-    torch = import_optional("torch")
-    from monai.transforms import MeanEnsemble  # type: ignore[import-not-found]
-
-    tensors = [torch.from_numpy(m) for m in members]
-    return np.asarray(MeanEnsemble()(tensors).argmax(0).numpy(), dtype=np.uint8)
-
-
-def _numpy_onehot_vote(maps: Sequence[NDArray[Any]], k: int) -> NDArray[Any]:
-    classes = np.arange(k, dtype=maps[0].dtype).reshape((k,) + (1,) * maps[0].ndim)
-    counts = np.zeros((k, *maps[0].shape), dtype=np.uint8)
-    for m in maps:
-        counts += m[None] == classes
-    labels: NDArray[Any] = counts.argmax(0).astype(np.uint8)
-    return labels
-
-
-def _bincount_dice(ref: NDArray[Any], pred: NDArray[Any], k: int) -> dict[int, float]:
-    cm = np.bincount((ref.astype(np.intp) * k + pred).ravel(), minlength=k * k).reshape(k, k)
-    tp = np.diag(cm).astype(np.float64)
-    size = cm.sum(0) + cm.sum(1)
-    return {c: float(2 * tp[c] / size[c]) if size[c] else float("nan") for c in range(1, k)}
 
 
 # ------------------------------------------------------------------------------------------ sections
@@ -404,20 +359,6 @@ class _Run:
                                                 data.nbytes, 0, self.repeat, "", self.bandwidth))
         self.log(f"  best read bandwidth {self.bandwidth:.1f} GB/s")
         self._probe = None
-
-
-def _confusion_dice(ref: NDArray[Any], pred: NDArray[Any], k: int) -> dict[int, float]:
-    from ..metrics import confusion_matrix
-
-    cm = confusion_matrix(ref, pred, num_classes=k)
-    tp = np.diag(cm).astype(np.float64)
-    size = cm.sum(0) + cm.sum(1)
-    return {c: float(2 * tp[c] / size[c]) if size[c] else float("nan") for c in range(1, k)}
-
-
-def _same_dice(a: Any, b: Any) -> bool:
-    keys = set(a) & set(b)
-    return bool(keys) and all(abs(a[k] - b[k]) < 1e-9 or (np.isnan(a[k]) and np.isnan(b[k])) for k in keys)
 
 
 def _targets(run: _Run) -> list[Target]:

@@ -2,7 +2,7 @@
 
 Each module here defines ``NAME`` (the sub-command), ``HELP`` (one line), ``EPILOG`` (examples, may be
 empty), ``configure(parser)`` that adds its arguments to an ``argparse.ArgumentParser``, and
-``run(args) -> int`` that does the work through the public API. ``medfuse.cli`` wires them together,
+``run(args) -> int`` that does the work through the public API. ``medfuse.cli.main`` wires them together,
 turns :class:`medfuse.MedfuseError` into a one-line message and a non-zero exit code.
 """
 

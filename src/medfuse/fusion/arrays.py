@@ -31,7 +31,7 @@ What is checked (and what it costs)
     ``check=False`` to skip both. Hard members' labels are checked exhaustively (``0 <= label < C``).
 
 Input layouts
-    Any strides, Fortran order, big-endian and read-only arrays work; see :mod:`medfuse._fusion_inputs`
+    Any strides, Fortran order, big-endian and read-only arrays work; see :mod:`medfuse.fusion.inputs`
     for which ones are copied (one member at a time, member-sized) and which are read in place.
 """
 
@@ -107,7 +107,7 @@ def fuse_probabilities(
     Notes
     -----
     Extra memory is the output plus about 0.5 MiB per thread, whatever the number of members (members
-    that need a layout or dtype conversion are copied first: see :mod:`medfuse._fusion_inputs`).
+    that need a layout or dtype conversion are copied first: see :mod:`medfuse.fusion.inputs`).
     """
     prep = prepare_members(members, num_classes=num_classes)
     labels, _ = _run_fusion(prep, weights, labels=True, mean=False, check=check)
@@ -177,7 +177,7 @@ def majority_vote(
     -----
     Weighted counts are float64 sums in member order, compared exactly (two labels tie only when their
     summed weights are bit-identical). uint8 and bool maps are read in place; other dtypes cost one
-    numpy range pass and a conversion (see :mod:`medfuse._fusion_inputs`).
+    numpy range pass and a conversion (see :mod:`medfuse.fusion.inputs`).
     """
     from .._kernels.threads import n_threads, run_ranges, split
     from .._kernels.vote import _vote_chunks

@@ -4,7 +4,7 @@ Why this method
 ---------------
 Dice is a ratio of counts of an argmax: piecewise constant in the weights, so gradients are zero almost
 everywhere and surrogates (soft Dice on probabilities) optimise something else. But the argmax can only
-change at "contested" voxels (see :mod:`medfuse._search_pass`): everywhere else every member agrees with a
+change at "contested" voxels (see :mod:`medfuse.search.scoring`): everywhere else every member agrees with a
 margin no per-class weighting can overturn. Those voxels are a few per cent of a case, so the search keeps
 them in memory and scores any weighting *exactly* — the counts of all other voxels are fixed.
 
