@@ -134,15 +134,25 @@ def test_the_cycle_finder_finds_a_planted_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_no_import_goes_up_the_layers() -> None:
+def _upward(graph: dict[str, set[str]]) -> list[str]:
     wrong = []
-    for importer, imported in sorted(import_graph().items()):
+    for importer, imported in sorted(graph.items()):
         for target in sorted(imported):
             low, high = layer_of(importer), layer_of(target)
             if high > low:
                 wrong.append(f"{importer} (layer {low}, {LAYER_NAMES[low]}) imports {target} "
                              f"(layer {high}, {LAYER_NAMES[high]})")
+    return wrong
+
+
+def test_no_import_goes_up_the_layers() -> None:
+    wrong = _upward(import_graph())
     assert not wrong, "imports that go up the layers (docs/architecture.md):\n" + "\n".join(wrong)
+
+
+def test_the_layer_check_flags_a_planted_upward_import() -> None:
+    graph = {"medfuse.fusion.arrays": {"medfuse.io.folders", "medfuse._kernels.fusion"}, "medfuse.io.folders": set()}
+    assert _upward(graph) == ["medfuse.fusion.arrays (layer 2, arrays) imports medfuse.io.folders (layer 3, io)"]
 
 
 def test_every_room_has_a_layer() -> None:

@@ -1,4 +1,4 @@
-"""medfuse.metrics against the numpy twins in reference_metrics.py, plus the error messages."""
+"""medfuse.metrics against the numpy twins in tests/_reference/twin_metrics.py, plus the error messages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-import reference_metrics as ref_impl
+from _reference import twin_metrics as ref_impl
 from medfuse._core.optional import has_module
 from medfuse.errors import MissingDependencyError, ValidationError
 from medfuse.metrics import (

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import reference_postprocess as reference
+from _reference import twin_postprocess as reference
 from medfuse import FormatError, ValidationError
 from medfuse.postprocess import (
     Postprocessing,

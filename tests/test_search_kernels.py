@@ -1,11 +1,11 @@
-"""The search kernels against their numpy twins (tests/search_reference.py)."""
+"""The search kernels against their numpy twins (tests/_reference/twin_search.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import search_reference as reference
+from _reference import twin_search as reference
 from medfuse.errors import ValidationError
 from medfuse.search.scoring import CONTESTED, SAFE_MARGIN, run_case_pass, subset_masks, subset_steps
 from medfuse.search.weights import ContestedSet, fit_class_weights, fit_member_weights
