@@ -19,6 +19,7 @@ __all__ = [
     "as_int",
     "as_label_map",
     "as_spacing",
+    "as_threads",
     "check_same_shape",
     "describe",
     "native_byteorder",
@@ -66,6 +67,18 @@ def check_same_shape(a: NDArray[Any], b: NDArray[Any], *, names: tuple[str, str]
             f"`{names[0]}` and `{names[1]}` must have the same shape; got {a.shape} and {b.shape}. "
             "Resample or crop one of them onto the other's grid first."
         )
+
+
+def as_threads(threads: object) -> int | None:
+    """``threads=`` the same way wherever it is offered: None (every core numba uses) or a positive int."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or int(threads) < 1:
+        raise ValidationError(
+            f"`threads` must be a positive integer, or None for every core; got {threads!r}. "
+            "Pass e.g. threads=4 (--threads 4 on the command line)."
+        )
+    return int(threads)
 
 
 def as_int(x: object, *, name: str, minimum: int | None = None) -> int:

@@ -24,6 +24,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .._core.validation import as_threads
 from ..errors import ValidationError
 
 __all__ = [
@@ -204,8 +205,7 @@ def plan_config(
             "(FLAGS_enable_pir_api=0), which every Paddle version reads."
         )
     notes: list[str] = []
-    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
-        raise ValidationError(f"`threads` must be a positive integer; got {threads!r}.")
+    threads = as_threads(threads)
     if gpu_id < 0:
         raise ValidationError(f"`gpu_id` must be >= 0; got {gpu_id}.")
 

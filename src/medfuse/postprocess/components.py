@@ -26,10 +26,9 @@ from .._core.optional import import_optional
 from .._core.typing import Connectivity
 from .._core.validation import as_label_map, as_spacing
 from ..errors import MissingDependencyError, ValidationError
-from .jsonfile import Entry, Postprocessing, entry_key, normalize_entries
-from .jsonfile import _parse_min_sizes as parse_min_sizes
+from .jsonfile import Entry, Postprocessing, entry_key, normalize_entries, parse_min_sizes
 
-__all__ = ["apply_postprocessing", "keep_largest_component"]
+__all__ = ["apply_postprocessing", "check_connectivity", "keep_largest_component"]
 
 _RANK = {6: 1, 18: 2, 26: 3}
 
@@ -42,7 +41,8 @@ def _get_cc3d() -> ModuleType | None:
         return None
 
 
-def _check_connectivity(connectivity: object) -> int:
+def check_connectivity(connectivity: object) -> int:
+    """``connectivity`` as an int, checked: 6, 18 or 26 (also the check of every other room that takes it)."""
     if isinstance(connectivity, bool) or connectivity not in _RANK:
         raise ValidationError(
             f"`connectivity` must be 6 (faces, nnU-Net v1 / PaddleSeg), 18 or 26 (nnU-Net v2); got {connectivity!r}."
@@ -85,7 +85,10 @@ def _components(volume: NDArray[Any], connectivity: int) -> tuple[NDArray[Any], 
 
 
 def _voxel_volume(spacing: Sequence[float]) -> float:
-    # the product in ITK order (x, y, z), exactly as nnU-Net computes volume_per_voxel
+    # the product in ITK order (x, y, z), exactly as nnU-Net computes volume_per_voxel: kept apart from
+    # medfuse.metrics.measures._voxel_volume (spacing order, and checks a spacing given without a map) on
+    # purpose, so that min_valid_object_sizes compare bit for bit with nnU-Net's
+
     return float(np.prod(np.asarray(spacing[::-1], dtype=np.float64)))
 
 
@@ -186,7 +189,7 @@ def keep_largest_component(
         A new label map where removed voxels are 0. Every component tied for the largest is kept.
     """
     a, was_bool = _check_labels(labels, name="labels")
-    conn = _check_connectivity(connectivity)
+    conn = check_connectivity(connectivity)
     result = np.array(a, order="C", copy=True)
     if for_which_classes is None:
         flat = result.reshape(-1)

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 from .._core.typing import Connectivity
 from .._core.validation import as_int, as_spacing, check_same_shape, describe
 from ..errors import ValidationError
-from .components import _check_connectivity, _check_labels, _components, _voxel_volume
+from .components import _check_labels, _components, _voxel_volume, check_connectivity
 from .jsonfile import Entry, Postprocessing
 
 __all__ = ["determine_postprocessing"]
@@ -183,7 +183,7 @@ def determine_postprocessing(
     thresholds, follows exactly; the cases are not kept.
     """
     k = as_int(num_classes, name="num_classes", minimum=2)
-    conn = _check_connectivity(connectivity)
+    conn = check_connectivity(connectivity)
     if min_object_size not in ("none", "auto"):
         raise ValidationError(f"`min_object_size` must be 'none' or 'auto'; got {min_object_size!r}.")
     thr = float(dice_threshold) if isinstance(dice_threshold, (int, float)) and not isinstance(

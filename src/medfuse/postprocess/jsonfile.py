@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import FormatError, ValidationError
 
-__all__ = ["Entry", "JsonLayout", "Postprocessing", "entry_key", "normalize_entries"]
+__all__ = ["Entry", "JsonLayout", "Postprocessing", "entry_key", "normalize_entries", "parse_min_sizes"]
 
 #: One entry of ``for_which_classes``: a label, or a tuple of labels merged into one region.
 Entry = Union[int, tuple[int, ...]]  # noqa: UP007 (runtime alias, python 3.10)
@@ -87,7 +87,7 @@ def _labels_of(entry: Entry) -> tuple[int, ...]:
     return (entry,) if isinstance(entry, int) else entry
 
 
-def _parse_min_sizes(value: object) -> dict[Entry, float] | None:
+def parse_min_sizes(value: object) -> dict[Entry, float] | None:
     name = "min_valid_object_sizes"
     if value is None:
         return None
@@ -183,7 +183,7 @@ class Postprocessing:
 
     def __post_init__(self) -> None:
         entries = normalize_entries(self.for_which_classes)
-        sizes = _parse_min_sizes(self.min_valid_object_sizes)
+        sizes = parse_min_sizes(self.min_valid_object_sizes)
         if sizes is not None:
             missing = [e for e in entries if entry_key(e) not in {entry_key(k) for k in sizes}]
             if missing:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._core.typing import Connectivity
-from .._core.validation import as_int
+from .._core.validation import as_int, as_threads
 from ..errors import ValidationError
 from .oof import OutOfFold, assemble_oof
 from .results import Candidate, CandidateKind, SearchResult
@@ -213,6 +213,7 @@ def _validate(*, n_bootstrap: Any, confidence: Any, tie_tolerance: Any, learn_we
               memory_limit_mb: Any, seed: Any, threads: Any, progress: bool) -> _Options:
     """Check every option before any file is read."""
     from ..postprocess import Postprocessing
+    from ..postprocess.components import check_connectivity
 
     n_boot = as_int(n_bootstrap, name="n_bootstrap", minimum=0)
     if not (isinstance(confidence, (int, float)) and 0 < confidence < 1):
@@ -226,8 +227,7 @@ def _validate(*, n_bootstrap: Any, confidence: Any, tie_tolerance: Any, learn_we
             f"`postprocessing` must be 'determine', 'none', a postprocessing.json path or a Postprocessing; "
             f"got {type(postprocessing).__name__}."
         )
-    if isinstance(connectivity, bool) or connectivity not in (6, 18, 26):
-        raise ValidationError(f"`connectivity` must be 6, 18 or 26; got {connectivity!r}.")
+    check_connectivity(connectivity)
     if min_object_size not in ("none", "auto"):
         raise ValidationError(f"`min_object_size` must be 'none' or 'auto'; got {min_object_size!r}.")
     cap = as_int(max_members, name="max_members", minimum=1)
@@ -240,7 +240,7 @@ def _validate(*, n_bootstrap: Any, confidence: Any, tie_tolerance: Any, learn_we
                     learn_weights=learn_weights, class_selection=class_selection, postprocessing=postprocessing,
                     connectivity=connectivity, min_object_size=min_object_size, cap=cap, fit_cap=fit_cap,
                     memory_limit_mb=float(memory_limit_mb), seed=as_int(seed, name="seed", minimum=0),
-                    threads=threads, progress=progress)
+                    threads=as_threads(threads), progress=progress)
 
 
 def _check_size(oof: OutOfFold, cap: int) -> None:

@@ -17,9 +17,6 @@ every weighted candidate is scored exactly on all voxels, not on a surrogate.
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -112,51 +109,6 @@ class CasePass:
     n_invalid: int
 
 
-_pool: ThreadPoolExecutor | None = None
-_lock = threading.Lock()
-_kept: dict[tuple[Any, ...], tuple[list[NDArray[np.int64]], list[NDArray[Any]]]] = {}
-
-
-def _buffers(threads: int, capacity: int, n_members: int, n_classes: int, dtype: Any
-             ) -> tuple[list[NDArray[np.int64]], list[NDArray[Any]]]:
-    """Per-thread buffers for the contested voxels, kept between cases (first touch of fresh memory is
-    slow on these machines); only the latest shape is kept."""
-    key = (threads, n_members, n_classes, np.dtype(dtype).str)
-    kept = _kept.get(key)
-    if kept is None or kept[0][0].size < capacity:
-        _kept.clear()
-        kept = ([np.empty(capacity, np.int64) for _ in range(threads)],
-                [np.empty((capacity, n_members, n_classes), dtype) for _ in range(threads)])
-        _kept[key] = kept
-    return [r[:capacity] for r in kept[0]], [o[:capacity] for o in kept[1]]
-
-
-def _run_threads(kernel: Any, n_chunks: int, threads: int, *args: Any,
-                 per_thread: tuple[list[Any], ...] = ()) -> list[Any]:
-    """``kernel(k0, k1, t, *args, *per_thread[.][t])`` on contiguous chunk ranges, one per thread (the
-    caller's thread runs the first); the results in thread order."""
-    global _pool
-    per = -(-n_chunks // threads)
-    ranges = [(min(n_chunks, t * per), min(n_chunks, (t + 1) * per)) for t in range(threads)]
-
-    def call(t: int) -> Any:
-        return kernel(ranges[t][0], ranges[t][1], t, *args, *(p[t] for p in per_thread))
-
-    if threads == 1:
-        return [call(0)]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="medfuse-search")
-    futures = [_pool.submit(call, t) for t in range(1, threads)]
-    try:
-        first = call(0)
-    finally:
-        done = [f.exception() for f in futures]  # wait for every thread before raising
-    for exc in done:
-        if exc is not None:
-            raise exc
-    return [first, *(f.result() for f in futures)]
-
-
 def run_case_pass(stack: NDArray[Any], reference: NDArray[np.uint8], *, threads: int | None = None) -> CasePass:
     """Run the subset kernel on one case.
 
@@ -170,7 +122,7 @@ def run_case_pass(stack: NDArray[Any], reference: NDArray[np.uint8], *, threads:
         Worker threads (default: numba's current thread count).
     """
     from .._kernels import search as kernels
-    from .._kernels.threads import n_threads
+    from .._kernels.threads import n_threads, run_chunked
 
     stack = native_byteorder(np.asarray(stack))
     if stack.ndim != 3 or reference.shape != (stack.shape[2],):
@@ -210,26 +162,22 @@ def run_case_pass(stack: NDArray[Any], reference: NDArray[np.uint8], *, threads:
     if n_classes > 1 and n_vox:
         per = -(-n_chunks // threads) * _CHUNK
         capacity = min(per, per // _ROOM + 1024)
-        shared = _lock.acquire(blocking=False)  # the kept buffers serve one search at a time
-        try:
-            if shared:
-                rows, out = _buffers(threads, capacity, n_members, n_classes, data.dtype)
-            else:
-                rows = [np.empty(capacity, np.int64) for _ in range(threads)]
-                out = [np.empty((capacity, n_members, n_classes), data.dtype) for _ in range(threads)]
-            counts = _run_threads(kernels._subset_chunks, n_chunks, threads, data, ref, level, member, _CHUNK,
-                                  np.float32(1.0 - SAFE_MARGIN), limit, cm_sub, cm_unan, cm_safe, labels,
-                                  n_bad, per_thread=(rows, out))
-            if all(k <= capacity for k in counts):
-                contested = np.concatenate([r[:k] for r, k in zip(rows, counts, strict=True)])  # copies
-                values = np.concatenate([o[:k] for o, k in zip(out, counts, strict=True)]).view(stack.dtype)
-            else:  # more contested voxels than room: gather them here (exact, a little slower)
-                contested = np.flatnonzero(labels == CONTESTED)
-                values = np.ascontiguousarray(np.moveaxis(stack[:, :, contested], 2, 0))
-            del rows, out
-        finally:
-            if shared:
-                _lock.release()
+        rows = [np.empty(capacity, np.int64) for _ in range(threads)]
+        out = [np.empty((capacity, n_members, n_classes), data.dtype) for _ in range(threads)]
+        counts = np.zeros(threads, np.int64)
+
+        def call(k0: int, k1: int, t: int, *args: Any) -> None:  # the kernel returns its contested count
+            counts[t] = kernels._subset_chunks(k0, k1, t, *args, rows[t], out[t])
+
+        run_chunked(call, n_chunks, threads, data, ref, level, member, _CHUNK, np.float32(1.0 - SAFE_MARGIN),
+                    limit, cm_sub, cm_unan, cm_safe, labels, n_bad)
+        if all(k <= capacity for k in counts):
+            contested = np.concatenate([r[:k] for r, k in zip(rows, counts, strict=True)])  # copies
+            values = np.concatenate([o[:k] for o, k in zip(out, counts, strict=True)]).view(stack.dtype)
+        else:  # more contested voxels than room: gather them here (exact, a little slower)
+            contested = np.flatnonzero(labels == CONTESTED)
+            values = np.ascontiguousarray(np.moveaxis(stack[:, :, contested], 2, 0))
+        del rows, out
     unanimous = cm_unan.sum(axis=0)
     by_step = cm_sub.sum(axis=0) + unanimous
     # reorder from walk order to the reported order

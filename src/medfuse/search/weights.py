@@ -123,11 +123,6 @@ class ContestedSet:
             out[m] = self.probabilities[:, m, :].T
         return out
 
-    def as_float32(self) -> ContestedSet:
-        if self.probabilities.dtype == np.float32:
-            return self
-        return replace(self, probabilities=np.ascontiguousarray(self.probabilities, dtype=np.float32))
-
     def counts(self, weights: NDArray[np.float64]) -> NDArray[np.float64]:
         """``(tp, fp, fn)`` of shape (3, N, C) of the fused labels for member-by-class ``weights`` (M, C)."""
         return self.counts_of(self.labels(weights))
