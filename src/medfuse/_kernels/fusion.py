@@ -49,7 +49,7 @@ Arithmetic
     float16 is read as uint16 and converted in registers (:mod:`medfuse._kernels.f16`).
 Checks, in the same pass
     * range and finiteness of every value: the maximum raw bit pattern per member. A float is finite
-      and in ``[+0, 1]`` iff its pattern is ``<= bits(1.0)`` (:data:`medfuse._kernels.kinds.ONE_BITS`);
+      and in ``[+0, 1]`` iff its pattern is ``<= bits(1.0)`` (:data:`medfuse._kernels.f16.ONE_BITS`);
       for a hard member the maximum is its largest label (a negative label, read unsigned, is huge).
       It costs one integer ``max`` per value, which the memory-bound loop hides.
     * sums over classes, on a sample: ``check_size`` voxels of every ``check_every``-th chunk, at an

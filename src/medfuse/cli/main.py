@@ -1,6 +1,6 @@
 """The ``medfuse`` command: a thin shell over the public API.
 
-Each sub-command lives in :mod:`medfuse.cli` (see its docstring for the contract). Errors that
+Each sub-command lives in :mod:`medfuse.commands` (see its docstring for the contract). Errors that
 medfuse raises on purpose become a one-line message on stderr and exit code 2; ``--debug`` shows the
 traceback instead. Anything else is a bug and keeps its traceback.
 """

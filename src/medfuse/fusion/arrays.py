@@ -24,10 +24,10 @@ What is checked (and what it costs)
     Every probability value is checked to be finite and within ``[0, 1]`` (tolerance
     :data:`RANGE_TOLERANCE`): the kernel keeps the maximum of the raw bit patterns, one integer ``max``
     per value, hidden by the memory-bound loop. Class sums (``1 +- SUM_TOLERANCE``) are checked on a
-    sample: :data:`CHECK_SIZE` voxels of every :data:`CHECK_EVERY`-th chunk of :data:`FUSION_CHUNK` voxels
-    (3% of the voxels, at offsets that move through the volume), re-read after the chunk: 2-4% of the
-    fusion time. Logits fail the range check (their error points to
-    :func:`softmax`), as do NaN and infinity; unnormalised or sigmoid outputs fail the sum check. Pass
+    sample: ``CHECK_SIZE`` voxels of every ``CHECK_EVERY``-th chunk of ``FUSION_CHUNK`` voxels (in
+    :mod:`.run`; 3% of the voxels, at offsets that move through the volume), re-read after the chunk: 2-4%
+    of the fusion time. Logits fail the range check (their error points to :func:`softmax`), as do NaN
+    and infinity; unnormalised or sigmoid outputs fail the sum check. Pass
     ``check=False`` to skip both. Hard members' labels are checked exhaustively (``0 <= label < C``).
 
 Input layouts

@@ -9,7 +9,8 @@ The main entry point is :class:`Predictor`::
 
 The building blocks are public too: :func:`plan_config` (the pure Paddle configuration decision),
 :func:`find_models` / :func:`read_signature`, :func:`load_plans`, :func:`preprocess`,
-:func:`predict_sliding_window`, :func:`cascade_channels`. Paddle is imported only when a model is loaded.
+:func:`predict_sliding_window`, :func:`cascade_channels`; smaller helpers (resampling, tiles, mirror axes)
+stay importable here and are documented in their modules. Paddle is imported only when a model is loaded.
 """
 
 from __future__ import annotations

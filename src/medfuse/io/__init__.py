@@ -5,9 +5,10 @@
   or streamed one class channel at a time), labels. :func:`check_same_geometry` checks members agree.
 - :func:`read_nifti` / :func:`write_nifti` / :func:`read_geometry`: SimpleITK, exact geometry, atomic.
 - :func:`load_pickle` / :func:`save_pickle`: properties files through a restricted unpickler.
-- :func:`read_npz` / :func:`npz_member`: streamed npz members with fast inflate (isal / zlib-ng).
+- :func:`read_npz`: npz members with fast inflate (isal / zlib-ng); streaming in :mod:`.npz`.
 - :func:`write_v1_case` / :func:`write_v2_case` / :func:`v1_properties`: write cases as the models do.
-- :func:`atomic_write`: temporary file + ``os.replace``.
+- Plumbing (importable here, documented in its module): :mod:`.atomic` (temporary file + ``os.replace``),
+  :mod:`.jsonfile`, the npz streams of :mod:`.npz`.
 
 This package imports numpy and the standard library only; SimpleITK, isal and zlib-ng load on first use.
 """
