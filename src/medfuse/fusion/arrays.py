@@ -32,7 +32,8 @@ What is checked (and what it costs)
 
 Input layouts
     Any strides, Fortran order, big-endian and read-only arrays work; see :mod:`medfuse.fusion.inputs`
-    for which ones are copied (one member at a time, member-sized) and which are read in place.
+    for which ones are copied and which are read in place. Every copy is member-sized and all of them are
+    held until the call returns: four Fortran-order members peaked at 4.3 member copies.
 """
 
 from __future__ import annotations
