@@ -15,10 +15,10 @@ import pytest
 
 import medfuse
 from medfuse import io, synthetic
-from medfuse.ensemble import evaluate_folder, fuse_folders
+from medfuse._core.atomic import TEMP_MARKER
 from medfuse.errors import CaseMismatchError, FormatError, GeometryMismatchError, ValidationError
+from medfuse.folders import evaluate_folder, fuse_folders
 from medfuse.geometry import Geometry, paste_into_box
-from medfuse.io.atomic import TEMP_MARKER
 
 SHAPE = (20, 40, 36)
 NUM_LABELS = 4
@@ -202,7 +202,7 @@ def test_sigkill_mid_run_then_resume(cases, tmp_path):
     """Kill -9 a fusion process at an arbitrary moment: nothing truncated, and a re-run completes."""
     out = tmp_path / "fused"
     code = (
-        "import sys; from medfuse.ensemble import fuse_folders; "
+        "import sys; from medfuse.folders.fuse import fuse_folders; "
         f"fuse_folders({[str(m) for m in cases.members]!r}, {str(out)!r}, progress=False)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

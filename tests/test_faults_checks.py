@@ -19,10 +19,10 @@ import pytest
 
 import medfuse
 from medfuse import io
-from medfuse._channel_fusion import ClassMajorMean
-from medfuse.ensemble import evaluate_folder, fuse_folders
 from medfuse.errors import FormatError, MedfuseError, ValidationError
+from medfuse.folders import evaluate_folder, fuse_folders
 from medfuse.fusion import ProbabilityAccumulator, fuse_probabilities
+from medfuse.fusion.classwise import ClassMajorMean
 from medfuse.geometry import Geometry
 
 SHAPE = (6, 10, 12)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import reference_fusion as ref
-from medfuse._fusion_inputs import SUM_TOLERANCE, range_limit_bits
+from _reference import twin_fusion as ref
 from medfuse._kernels.channelwise import _add_box, _argmax_bits, _max_bits
 from medfuse._kernels.threads import run_chunked
-from medfuse._member_checks import ChannelChecks, channel_max_bits, sample_positions
 from medfuse.errors import ValidationError
+from medfuse.fusion.checks import ChannelChecks, channel_max_bits, sample_positions
+from medfuse.fusion.inputs import SUM_TOLERANCE, range_limit_bits
 
 DTYPES = [np.float16, np.float32]
 SHAPES = [(0, 3, 4), (1, 1, 1), (3, 5, 7), (2, 1, 9), (5, 4, 0), (7, 6, 5)]

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from medfuse import io
 from medfuse.errors import MedfuseError
+from medfuse.folders import validate_submission
 from medfuse.geometry import Geometry
-from medfuse.submission import validate_submission
 
 
 def _valid_samples() -> dict[str, bytes]:

@@ -20,8 +20,8 @@ import pytest
 import medfuse
 from medfuse import io, synthetic
 from medfuse.cli import main
-from medfuse.ensemble import fuse_folders
 from medfuse.errors import FolderLockedError, ValidationError
+from medfuse.folders import fuse_folders
 from medfuse.io.journal import JOURNAL_DIR, Journal, fingerprint, v1_case_files
 from medfuse.io.lock import LOCK_NAME, folder_lock, lock_holder
 
@@ -87,7 +87,7 @@ def start_child(ens: Ensemble, out: Path, *, delay: float,
                 weights: list[float] | None = None) -> subprocess.Popen[bytes]:
     """A child process fusing ``ens`` into ``out``, each case slowed by ``delay`` seconds."""
     code = (
-        "import time, medfuse.ensemble as e\n"
+        "import time, medfuse.folders.fuse as e\n"
         "real = e._fuse_case\n"
         f"def slow(job):\n    time.sleep({delay})\n    return real(job)\n"
         "e._fuse_case = slow\n"
@@ -218,7 +218,7 @@ def test_executor_workers_produce_the_same_folder(ens, tmp_path):
 
 
 def test_failed_case_waits_for_running_workers_before_releasing_the_folder(ens, tmp_path, monkeypatch):
-    import medfuse.ensemble as ensemble
+    import medfuse.folders.fuse as ensemble
 
     real, started, finished = ensemble._fuse_case, [], []
 

@@ -12,8 +12,8 @@ import pytest
 
 from medfuse import io
 from medfuse.errors import FormatError
+from medfuse.folders import validate_submission
 from medfuse.geometry import Geometry
-from medfuse.submission import validate_submission
 
 
 @pytest.fixture

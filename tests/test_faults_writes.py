@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 from medfuse import io
+from medfuse._core.atomic import TEMP_MARKER, atomic_write, atomic_writes
+from medfuse._core.verify import verify_file
 from medfuse.cli import cli_message, main
 from medfuse.errors import MedfuseError, OutputError, ValidationError
 from medfuse.geometry import Geometry
-from medfuse.io.atomic import TEMP_MARKER, atomic_write, atomic_writes
-from medfuse.io.verify import verify_file
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 GEOMETRY = Geometry.default((24, 48, 48))
@@ -255,7 +255,7 @@ def test_parent_that_is_a_file_cannot_become_a_folder(tmp_path: Path) -> None:
 
 
 def test_output_error_survives_pickling_across_processes() -> None:
-    from medfuse._oserrors import output_error
+    from medfuse._core.oserrors import output_error
 
     err = output_error(OSError(errno.ENOSPC, "No space left on device"), path="/x/c.nii.gz", operation="write")
     back = pickle.loads(pickle.dumps(err))
@@ -352,14 +352,14 @@ def test_submit_disk_full_leaves_no_zip(tmp_path, monkeypatch, capsys) -> None:
 
 
 def test_any_remaining_os_error_is_one_line_naming_the_final_file(tmp_path, monkeypatch, capsys) -> None:
-    import medfuse.ensemble
+    import medfuse.folders
 
     temp = tmp_path / f"{TEMP_MARKER}1234-per_case.csv"
 
     def boom(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(temp))
 
-    monkeypatch.setattr(medfuse.ensemble, "evaluate_folder", boom)
+    monkeypatch.setattr(medfuse.folders, "evaluate_folder", boom)
     assert main(["evaluate", str(tmp_path), str(tmp_path)]) == 2
     err = _one_line(capsys)
     assert str(tmp_path / "per_case.csv") in err and "ENOSPC" in err and TEMP_MARKER not in err

@@ -255,7 +255,7 @@ def test_folder_end_to_end_is_read_back(json_models, image_folder, tmp_path):
 
 
 def test_predicted_folders_are_fused(json_models, image_folder, tmp_path):
-    from medfuse.ensemble import fuse_folders
+    from medfuse.folders import fuse_folders
 
     images, cases = image_folder
     Predictor(json_models["conv3d"], plans=PLANS, stage=1).predict_folder(

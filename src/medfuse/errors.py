@@ -59,7 +59,7 @@ class OutputError(MedfuseError, OSError):
     "verify"), the errno name and text (``ENOSPC (No space left on device)``) and the fix. The attributes
     ``errno``, ``strerror`` and ``filename`` are those of the underlying :class:`OSError` (``errno`` is
     None when a verification failed); ``operation`` is the operation. Build one with
-    :func:`medfuse._oserrors.output_error`.
+    :func:`medfuse._core.oserrors.output_error`.
     """
 
     operation: str | None = None

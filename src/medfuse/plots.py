@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._optional import import_optional
+from ._core.optional import import_optional
 
 __all__ = ["dice_boxplot", "per_label_values"]
 
@@ -67,7 +67,7 @@ def dice_boxplot(
     if len(data) > 1:
         ax.legend(loc="lower left", fontsize="small")
     fig.tight_layout()
-    from .io.atomic import atomic_write
+    from ._core.atomic import atomic_write
 
     out = Path(path)
     try:

@@ -1,4 +1,4 @@
-"""Class-major fusion kernels (private; used by :class:`medfuse._channel_fusion.ClassMajorMean`).
+"""Class-major fusion kernels (private; used by :class:`medfuse.fusion.classwise.ClassMajorMean`).
 
 Folder fusion reads every member's class ``c`` before any member's class ``c + 1`` (each ``.npz`` is a
 stream whose channels come in class order), so it needs the running sum of ONE class plane plus the

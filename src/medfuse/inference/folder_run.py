@@ -14,24 +14,24 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .._progress import progress_bar
+from .._core.progress import progress_bar
 from .._version import __version__
 from .results import InferenceReport, Timings
 
-if TYPE_CHECKING:
-    from .runner import Predictor
-
 __all__ = ["predict_folder_settings", "run_folder"]
 
+# ``predictor`` below is a :class:`medfuse.inference.Predictor`; it is typed ``Any`` because runner.py imports
+# this module (an annotation import back would be an import cycle).
 
-def predict_folder_settings(predictor: Predictor, images: Path, lowres: Path | None, *, plans: Path | None,
+
+def predict_folder_settings(predictor: Any, images: Path, lowres: Path | None, *, plans: Path | None,
                             save_probabilities: bool) -> dict[str, Any]:
     """What decides the bytes of a prediction folder: its fingerprint marks every journal record."""
-    from .models import paddle_version
+    from ._paddle import paddle_version
 
     return {
         "job": "predict_folder", "images": str(images.resolve()),
@@ -47,7 +47,7 @@ def predict_folder_settings(predictor: Predictor, images: Path, lowres: Path | N
     }
 
 
-def run_folder(predictor: Predictor, found: Mapping[str, Sequence[Path]], low_files: Mapping[str, Path],
+def run_folder(predictor: Any, found: Mapping[str, Sequence[Path]], low_files: Mapping[str, Path],
                out_dir: Path, *, settings: Mapping[str, Any], plans: Path | None, save_probabilities: bool,
                overwrite: bool, progress: bool) -> InferenceReport:
     """Predict the ``found`` cases not finished by an identical earlier run into ``out_dir`` (locked)."""

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .._validation import describe
+from .._core.validation import describe
 from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry, paste_into_box
 from .cascade import cascade_channels

@@ -27,10 +27,10 @@ from typing import Any, Literal
 
 from numpy.typing import NDArray
 
-from .._validation import describe
+from .._core.atomic import is_temporary
+from .._core.validation import describe
 from ..errors import CaseMismatchError, FormatError, GeometryMismatchError, ValidationError
 from ..geometry import COORDINATE_TOLERANCE, DIRECTION_TOLERANCE, Box, Geometry, paste_into_box
-from .atomic import is_temporary
 from .labelmaps import label_map_from_file, streamed_argmax
 from .nifti import IMAGE_ENDINGS, read_geometry, read_nifti
 from .npz import InflateBackend, NpzMember, npz_keys, npz_member

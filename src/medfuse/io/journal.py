@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._core.atomic import atomic_write, is_temporary
 from ..errors import ValidationError
-from .atomic import atomic_write, is_temporary
 from .lock import folder_lock
 
 __all__ = ["JOURNAL_DIR", "FileDigest", "Journal", "ResumePlan", "digest_files", "fingerprint",

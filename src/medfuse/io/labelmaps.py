@@ -69,7 +69,7 @@ def streamed_argmax(member: NpzMember, *, subject: str) -> NDArray[Any]:
     """Argmax over the class channels of a stored ``(C, ...)`` member (ties to the lowest class), read one
     channel at a time, uint8 (uint16 beyond 256 classes), over the stored array's spatial shape.
 
-    Every value is checked in the argmax pass, the class sums on a sample (:mod:`medfuse._member_checks`);
+    Every value is checked in the argmax pass, the class sums on a sample (:mod:`medfuse.fusion.checks`);
     errors start with ``subject``.
 
     Raises
@@ -79,7 +79,7 @@ def streamed_argmax(member: NpzMember, *, subject: str) -> NDArray[Any]:
     """
     from .._kernels.channelwise import _argmax_bits
     from .._kernels.threads import n_threads, run_chunked
-    from .._member_checks import ChannelChecks
+    from ..fusion.checks import ChannelChecks
 
     n_classes = member.shape[0]
     labels = np.zeros(member.shape[1:], dtype=label_dtype(n_classes - 1))

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .._optional import import_optional
-from .._validation import describe, native_byteorder
+from .._core.atomic import atomic_write
+from .._core.optional import import_optional
+from .._core.validation import describe, native_byteorder
+from .._core.verify import GzipError, gzip_size, nifti_expected_size
 from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry
-from .atomic import atomic_write
-from .verify import GzipError, gzip_size, nifti_expected_size
 
 __all__ = ["label_dtype", "label_map_files", "read_geometry", "read_nifti", "write_nifti"]
 
