@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 import medfuse
-import reference_surface as ref_sf
+from _reference import twin_surface as ref_sf
 from medfuse._kernels import surface as ks
 from medfuse.errors import ValidationError
 
@@ -258,7 +258,7 @@ def test_result_is_frozen_and_serialises(rng, tmp_path):
 
 
 def test_public_names_are_exported():
-    assert medfuse.surface_metrics is medfuse.surface.surface_metrics
+    assert medfuse.surface_metrics is medfuse.metrics.surface.surface_metrics
     assert {"surface_metrics", "SurfaceResult", "LabelSurface"} <= set(medfuse.__all__)
 
 
