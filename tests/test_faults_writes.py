@@ -21,7 +21,7 @@ import pytest
 from medfuse import io
 from medfuse._core.atomic import TEMP_MARKER, atomic_write, atomic_writes
 from medfuse._core.verify import verify_file
-from medfuse.cli import cli_message, main
+from medfuse.cli.main import cli_message, main
 from medfuse.errors import MedfuseError, OutputError, ValidationError
 from medfuse.geometry import Geometry
 
