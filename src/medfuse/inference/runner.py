@@ -31,9 +31,9 @@ from .cascade import cascade_channels
 from .casefiles import check_headers, find_cases, find_lowres
 from .config import ConfigPlan, Device, OneDNN, PaddleEnvironment, plan_config
 from .models import LoadedModel, ModelFiles, ModelSignature, find_models, load_model, read_signature
+from .pipeline import channels_to_labels, check_case, check_lowres_given, iter_original_channels, read_case
 from .plans import Plans, StagePlan, load_plans
 from .preprocess import PreprocessedCase, preprocess
-from .resample import iter_resampled, separate_z_axis
 from .results import CasePrediction, InferenceReport, Timings
 from .sliding import Stopwatch, mirror_combinations, predict_sliding_window
 
@@ -43,12 +43,6 @@ log = logging.getLogger("medfuse.inference")
 
 #: bytes of network input + output per batch that the automatic batch size aims for
 _BATCH_BYTES = 256 * 2**20
-
-def _io() -> Any:
-    from .. import io
-
-    return io
-
 
 class Predictor:
     """Run the exported models (folds) of one nnU-Net v1 configuration on raw images.
@@ -273,63 +267,6 @@ class Predictor:
     # ----------------------------------------------------------------------------------------------------
     # one case
 
-    def _check_lowres_given(self, given: bool, *, image: str, what: str) -> None:
-        """A cascade full-res model needs the low-res stage's output (``what``); other models refuse it."""
-        if self.is_cascade and not given:
-            raise ValidationError(
-                f"these are cascade full-res models (input: {image} + {self.plans.num_classes} low-res label "
-                f"channels): give the low-res stage's {what} (`lowres=`, CLI `--lowres DIR`)."
-            )
-        if not self.is_cascade and given:
-            raise ValidationError("`lowres` is only for cascade full-res models; these models take the image only.")
-
-    def _check_case(
-        self, image: ArrayLike, geometry: Geometry | None, spacing: Sequence[float] | None,
-        lowres: ArrayLike | None, lowres_geometry: Geometry | None,
-    ) -> tuple[NDArray[Any], Geometry, NDArray[Any] | None]:
-        arr = np.asarray(image)
-        m = self.plans.num_modalities
-        if arr.dtype.kind not in "biuf":
-            raise ValidationError(f"`image` must be a real-valued array; got {describe(arr)}.")
-        if arr.ndim == 3 and m == 1:
-            arr = arr[None]
-        if arr.ndim != 4:
-            raise ValidationError(
-                f"`image` must be a 3D volume (Z, Y, X) or (M, Z, Y, X) with M = {m} modalities; got "
-                f"{describe(arr)}. 2D images and time series are not supported."
-            )
-        if arr.shape[0] != m:
-            raise ValidationError(
-                f"`image` must have {m} modalities ({list(self.plans.modalities)}) on its first axis; got "
-                f"{describe(arr)}."
-            )
-        if geometry is None:
-            if spacing is None:
-                raise ValidationError("give the image's `geometry` (or at least its `spacing`, z y x, in mm).")
-            geometry = Geometry.default(arr.shape[1:], tuple(float(s) for s in spacing))
-        elif spacing is not None:
-            raise ValidationError("give `geometry` or `spacing`, not both.")
-        if tuple(geometry.shape) != tuple(arr.shape[1:]):
-            raise GeometryMismatchError(
-                f"`geometry` has shape {geometry.shape} but the image has {arr.shape[1:]}."
-            )
-        low: NDArray[Any] | None = None
-        self._check_lowres_given(lowres is not None, image=f"{m} image", what="segmentation")
-        if lowres is not None:
-            low = np.asarray(lowres)
-            if low.shape != arr.shape[1:]:
-                raise GeometryMismatchError(
-                    f"the low-res segmentation has shape {low.shape} but the image has {arr.shape[1:]}; it must be "
-                    "the low-res stage's output in the image's original geometry (same file case name)."
-                )
-            if lowres_geometry is not None:
-                diff = geometry.differences(lowres_geometry)
-                if diff:
-                    raise GeometryMismatchError(
-                        f"the low-res segmentation's geometry differs from the image's: {'; '.join(diff)}."
-                    )
-        return arr, geometry, low
-
     def _predict_grid(self, arr: NDArray[Any], geometry: Geometry, low: NDArray[Any] | None, watch: Stopwatch
                       ) -> tuple[NDArray[np.float32], PreprocessedCase]:
         t0 = time.perf_counter()
@@ -351,19 +288,6 @@ class Predictor:
         watch.add("load", loaded)
         watch.add("tiling", -loaded)
         return probs, pre
-
-    def _iter_channels(self, probs: NDArray[np.float32], pre: PreprocessedCase
-                       ) -> Iterator[tuple[int, NDArray[np.float32]]]:
-        tb = self.plans.transpose_backward
-        back = probs.transpose((0, *(a + 1 for a in tb)))
-        crop_shape = pre.shape_after_cropping
-        if tuple(back.shape[1:]) == tuple(crop_shape):
-            for c in range(back.shape[0]):
-                yield c, back[c]
-            return
-        target_untransposed = tuple(pre.target_spacing[a] for a in tb)
-        axis = separate_z_axis(pre.original_spacing, target_untransposed)
-        yield from iter_resampled(back, crop_shape, order=1, separate_axis=axis, order_z=0)
 
     def predict(
         self,
@@ -402,23 +326,15 @@ class Predictor:
         dtype = np.dtype(probability_dtype)
         if dtype not in (np.float16, np.float32):
             raise ValidationError(f"`probability_dtype` must be float16 or float32; got {dtype}.")
-        arr, geo, low = self._check_case(image, geometry, spacing, lowres, lowres_geometry)
+        arr, geo, low = check_case(image, geometry, spacing, lowres, lowres_geometry, plans=self.plans,
+                                   is_cascade=self.is_cascade)
         watch = Stopwatch()
         probs, pre = self._predict_grid(arr, geo, low, watch)
         t0 = time.perf_counter()
-        crop_shape = pre.shape_after_cropping
-        out = np.empty((self.num_classes, *crop_shape), dtype=dtype) if keep_probabilities else None
-        label_dtype = np.uint8 if self.num_classes <= 256 else np.uint16
-        best = np.full(crop_shape, -np.inf, dtype=np.float32)
-        lab = np.zeros(crop_shape, dtype=label_dtype)
-        better = np.empty(crop_shape, dtype=bool)
-        for c, ch in self._iter_channels(probs, pre):
-            if out is not None:
-                out[c] = ch
-            np.greater(ch, best, out=better)  # strict: ties keep the lower class
-            np.copyto(best, ch, where=better)
-            lab[better] = c
-        del probs, best, better
+        out, lab = channels_to_labels(iter_original_channels(probs, pre, self.plans), num_classes=self.num_classes,
+                                      shape=pre.shape_after_cropping,
+                                      probability_dtype=dtype if keep_probabilities else None)
+        del probs
         labels = paste_into_box(lab, pre.crop_bbox, geo.shape, fill=0)
         watch.add("resample", time.perf_counter() - t0)
         return CasePrediction(
@@ -456,7 +372,8 @@ class Predictor:
         CasePrediction
             Without probabilities or labels (they went to the accumulator).
         """
-        arr, geo, low = self._check_case(image, geometry, spacing, lowres, lowres_geometry)
+        arr, geo, low = check_case(image, geometry, spacing, lowres, lowres_geometry, plans=self.plans,
+                                   is_cascade=self.is_cascade)
         acc_classes = getattr(accumulator, "num_classes", None)
         acc_shape = getattr(accumulator, "shape", None)
         if acc_classes is not None and int(acc_classes) != self.num_classes:
@@ -473,7 +390,7 @@ class Predictor:
         probs, pre = self._predict_grid(arr, geo, low, watch)
         t0 = time.perf_counter()
         box = [list(b) for b in pre.crop_bbox]
-        for c, ch in self._iter_channels(probs, pre):
+        for c, ch in iter_original_channels(probs, pre, self.plans):
             accumulator.add_channel(c, ch, weight=float(w[c]), box=box)
         watch.add("resample", time.perf_counter() - t0)
         return CasePrediction(
@@ -485,30 +402,6 @@ class Predictor:
     # ----------------------------------------------------------------------------------------------------
     # files
 
-    def _read_case(self, files: Sequence[str | os.PathLike[str]]) -> tuple[NDArray[Any], Geometry]:
-        io = _io()
-        arrays: list[NDArray[Any]] = []
-        geo: Geometry | None = None
-        for f in files:
-            arr, g = io.read_nifti(f)
-            if arr.ndim != 3:
-                raise ValidationError(f"image {str(f)!r} must be a 3D volume; it has shape {arr.shape}.")
-            if geo is None:
-                geo = g
-            else:
-                diff = geo.differences(g)
-                if diff:
-                    raise GeometryMismatchError(
-                        f"the modalities of one case must share a geometry; {str(f)!r} differs from "
-                        f"{str(files[0])!r}: {'; '.join(diff)}."
-                    )
-            arrays.append(arr)
-        if geo is None:
-            raise ValidationError("no image files given.")
-        if len(arrays) == 1:
-            return arrays[0][None], geo
-        return np.stack(arrays), geo
-
     def predict_files(
         self, images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
         lowres: str | os.PathLike[str] | None = None, probability_dtype: DTypeLike = np.float32,
@@ -517,10 +410,12 @@ class Predictor:
         """:meth:`predict` on NIfTI files: one per modality (``_0000``, ``_0001``...), and the low-res map."""
         files = [images] if isinstance(images, (str, os.PathLike)) else list(images)
         t0 = time.perf_counter()
-        arr, geo = self._read_case(files)
+        arr, geo = read_case(files)
         low = low_geo = None
         if lowres is not None:
-            low, low_geo = _io().read_nifti(lowres)
+            from ..io import read_nifti
+
+            low, low_geo = read_nifti(lowres)
         t_read = time.perf_counter() - t0
         pred = self.predict(arr, geometry=geo, lowres=low, lowres_geometry=low_geo,
                             probability_dtype=probability_dtype, keep_probabilities=keep_probabilities)
@@ -574,7 +469,8 @@ class Predictor:
         out_dir = Path(output)
         if out_dir.resolve() == Path(images).resolve():
             raise ValidationError("`output` must not be the image folder.")
-        self._check_lowres_given(lowres is not None, image="image", what="prediction folder")
+        check_lowres_given(lowres is not None, is_cascade=self.is_cascade, num_classes=self.plans.num_classes,
+                           image="image", what="prediction folder")
         low_files = find_lowres(lowres, found) if lowres is not None else {}
         check_headers(found, low_files)  # a bad case fails now, not after an hour of prediction
         from .folder_run import predict_folder_settings, run_folder

@@ -19,7 +19,7 @@ from __future__ import annotations
 # part of the documented surface (``__all__``).
 from .._core.atomic import atomic_write as atomic_write
 from .._core.atomic import is_temporary as is_temporary
-from .folders import CaseSource, Layout, PredictionFolder, check_same_geometry, open_folder
+from .folders import PredictionFolder, open_folder
 from .nifti import label_map_files as label_map_files
 from .nifti import read_geometry, read_nifti, write_nifti
 from .npz import InflateBackend as InflateBackend
@@ -31,6 +31,7 @@ from .npz import npz_member as npz_member
 from .npz import read_npz
 from .pickles import load_pickle, save_pickle
 from .pickles import loads_pickle as loads_pickle
+from .sources import CaseSource, Layout, check_same_geometry
 from .v1 import WrittenCase, v1_properties, write_v1_case
 from .v2 import v2_properties, write_v2_case
 
