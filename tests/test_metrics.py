@@ -12,6 +12,7 @@ import pytest
 
 from _reference import twin_metrics as ref_impl
 from medfuse._core.optional import has_module
+from medfuse._kernels import threads as kernel_threads
 from medfuse.errors import MissingDependencyError, ValidationError
 from medfuse.metrics import (
     CaseSummary,
@@ -60,7 +61,7 @@ def kernel_path(request, monkeypatch):
     boundaries fall at odd places whatever the machine's core count."""
     parallel = request.param == "parallel"
     monkeypatch.setattr(metrics, "_MIN_PARALLEL_VOXELS", 0 if parallel else 1 << 62)
-    monkeypatch.setattr(metrics, "_threads", lambda: 3)
+    monkeypatch.setattr(kernel_threads, "n_threads", lambda: 3)  # read at each call
     return request.param
 
 

@@ -15,15 +15,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._core.labels import MAX_LABEL_CLASSES, label_dtype
 from .._core.validation import as_int, as_label_map, describe, native_byteorder
 from ..errors import ValidationError
 from ..geometry import Box, outside_box, validate_box
 from .checks import ChannelChecks
 from .inputs import (
-    MAX_CLASSES,
     SUM_TOLERANCE,
     check_probability_values,
-    label_dtype_for,
     raise_for_unnormalised,
     range_limit_bits,
 )
@@ -47,8 +46,8 @@ def _as_shape(shape: object) -> tuple[int, ...]:
 
 def _as_num_classes(num_classes: object) -> int:
     n = as_int(num_classes, name="num_classes", minimum=1)
-    if n > MAX_CLASSES:
-        raise ValidationError(f"`num_classes` must be at most {MAX_CLASSES}; got {n}.")
+    if n > MAX_LABEL_CLASSES:
+        raise ValidationError(f"`num_classes` must be at most {MAX_LABEL_CLASSES}; got {n}.")
     return n
 
 
@@ -90,7 +89,7 @@ def _labels_checked(label_map: ArrayLike, *, n_classes: int, name: str) -> NDArr
                 f"`{name}` holds labels in [{lo}, {hi}], but labels must be in [0, {n_classes}) "
                 f"({n_classes} classes). Remap the labels, or create the accumulator with more classes."
             )
-    target = label_dtype_for(n_classes - 1)
+    target = label_dtype(n_classes - 1)
     if a.dtype != target:
         a = a.astype(target)
     return np.ascontiguousarray(a)
@@ -458,7 +457,7 @@ class VoteAccumulator:
         if self._counts is None or self._total <= 0:
             raise ValidationError("no member with a positive weight has been added to this VoteAccumulator yet.")
         top = max(self._n_classes - 1, self._undecided if self._tie == 1 else 0)
-        out = np.empty(self._shape, dtype=label_dtype_for(top))
+        out = np.empty(self._shape, dtype=label_dtype(top))
         n_voxels = out.size
         if n_voxels:
             chunk = 16384

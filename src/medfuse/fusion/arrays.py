@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._core.labels import label_dtype
 from .._core.typing import LabelArray, LabelMembers, ProbMembers
 from .._core.validation import as_int, describe
 from ..errors import ValidationError
@@ -51,7 +52,6 @@ from .inputs import (
     RANGE_TOLERANCE,
     SUM_TOLERANCE,
     as_member_weights,
-    label_dtype_for,
     prepare_label_maps,
     prepare_members,
 )
@@ -207,7 +207,7 @@ def majority_vote(
             known_top = max((int(a.max()) for a in maps.keep if a.size), default=0)
         undecided = known_top + 1
     out_top = max(known_top if known_top is not None else 255, undecided or 0)
-    out = np.empty(maps.shape, dtype=label_dtype_for(out_top))
+    out = np.empty(maps.shape, dtype=label_dtype(out_top))
     n_voxels = out.size
     if n_voxels == 0:
         return out

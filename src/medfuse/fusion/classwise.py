@@ -39,12 +39,6 @@ __all__ = ["ClassMajorMean", "class_major_channels"]
 _CHUNK = 1 << 15
 
 
-def _threads() -> int:
-    from .._kernels.threads import n_threads
-
-    return n_threads()
-
-
 class ClassMajorMean:
     """Weighted mean of members added class by class, and its argmax (ties to the lowest class).
 
@@ -112,7 +106,7 @@ class ClassMajorMean:
             above 1: logits); class sums off 1 (after the member's last class).
         """
         from .._kernels.channelwise import _add_box
-        from .._kernels.threads import run_chunked
+        from .._kernels.threads import n_threads, run_chunked
 
         b = self._box(box, tuple(channel.shape), "the channel")
         m = self._ordinal if member is None else int(member)
@@ -123,7 +117,7 @@ class ClassMajorMean:
             bits = np.ascontiguousarray(channel).view(np.uint32)
         else:
             bits = np.ascontiguousarray(channel, dtype=np.float32).view(np.uint32)
-        threads = _threads()
+        threads = n_threads()
         maxbits = np.zeros(threads, dtype=np.uint64)
         run_chunked(_add_box, bits.shape[0], threads, self._plane, b[0][0], b[1][0], b[2][0], bits,
                     np.float32(weight), maxbits)
@@ -141,7 +135,7 @@ class ClassMajorMean:
     def add_labels(self, labels: NDArray[Any], *, weight: float) -> None:
         """Add ``weight`` where a hard member's label map (covering the whole region) is the current class."""
         from .._kernels.channelwise import _add_label_box
-        from .._kernels.threads import run_chunked
+        from .._kernels.threads import n_threads, run_chunked
 
         self._box(None, tuple(labels.shape), "the label map")
         if weight == 0.0:
@@ -149,13 +143,13 @@ class ClassMajorMean:
         lab = np.ascontiguousarray(labels)
         if lab.dtype not in (np.uint8, np.uint16):
             lab = lab.astype(np.uint16)
-        run_chunked(_add_label_box, lab.shape[0], _threads(), self._plane, 0, 0, 0, lab, self._class,
+        run_chunked(_add_label_box, lab.shape[0], n_threads(), self._plane, 0, 0, 0, lab, self._class,
                     np.float32(weight))
 
     def end_class(self, total_weight: float) -> None:
         """Fold the current class's mean (plane / ``total_weight``) into the running argmax."""
         from .._kernels.channelwise import _argmax_update
-        from .._kernels.threads import run_chunked
+        from .._kernels.threads import n_threads, run_chunked
 
         c = self._class
         if not total_weight > 0:
@@ -163,7 +157,7 @@ class ClassMajorMean:
         scale = np.float32(1.0 / total_weight)
         flat = self._plane.reshape(-1)
         n_chunks = -(-flat.size // _CHUNK)
-        run_chunked(_argmax_update, n_chunks, _threads(), _CHUNK, flat, scale, c, self._best.reshape(-1),
+        run_chunked(_argmax_update, n_chunks, n_threads(), _CHUNK, flat, scale, c, self._best.reshape(-1),
                     self._labels.reshape(-1))
         if self._probs is not None:
             np.multiply(self._plane, scale, out=self._probs[c], casting="unsafe")
@@ -198,10 +192,12 @@ def class_major_channels(
     the number of streams) ahead of the consumer, so one member's stream is never advanced by two threads at once and
     the read-ahead memory does not grow with the number of members.
     """
+    from .._kernels.threads import n_threads
+
     active = [m for m, s in enumerate(streams) if s is not None]
     if not active:
         return
-    window = min(window or _threads(), len(active))
+    window = min(window or n_threads(), len(active))
     order = [(c, m) for c in range(num_classes) for m in active]
 
     def pull(c: int, m: int) -> NDArray[Any]:

@@ -24,18 +24,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._core.labels import MAX_LABEL_CLASSES, label_dtype
 from .._core.validation import as_int, describe, native_byteorder
 from .._kernels.kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16, ONE_BITS
 from ..errors import ValidationError
 
 __all__ = [
-    "MAX_CLASSES",
     "RANGE_TOLERANCE",
     "SUM_TOLERANCE",
     "Members",
     "as_member_weights",
     "check_probability_values",
-    "label_dtype_for",
     "prepare_label_maps",
     "prepare_members",
     "raise_for_unnormalised",
@@ -43,19 +42,12 @@ __all__ = [
     "range_limit_bits",
 ]
 
-#: largest number of classes (labels are written as uint16)
-MAX_CLASSES = 65536
 #: probabilities may stray this far outside ``[0, 1]`` (rounding of stored float16/float32 values)
 RANGE_TOLERANCE = 1e-3
 #: class probabilities of a voxel may sum to ``1 +- SUM_TOLERANCE`` (float16 storage rounds each value)
 SUM_TOLERANCE = 1e-2
 
 _SOFTMAX_HINT = "apply `medfuse.softmax(logits, axis=0)` first"
-
-
-def label_dtype_for(largest_label: int) -> type[np.unsignedinteger[Any]]:
-    """uint8 when every label fits in it, else uint16."""
-    return np.uint8 if largest_label <= 255 else np.uint16
 
 
 def range_limit_bits(itemsize: int) -> int:
@@ -140,14 +132,14 @@ def _hard_member(a: NDArray[Any], name: str, n_classes: int | None) -> tuple[NDA
     else:
         lo = int(a.min()) if a.size else 0
         hi = int(a.max()) if a.size else 0
-        limit = n_classes if n_classes is not None else MAX_CLASSES
+        limit = n_classes if n_classes is not None else MAX_LABEL_CLASSES
         if lo < 0 or hi >= limit:
             raise ValidationError(
                 f"`{name}` holds labels in [{lo}, {hi}]; labels must be in [0, {limit}). "
                 + ("Pass the right `num_classes`, or remap the labels." if n_classes is not None else
                    "Remap the labels.")
             )
-        a = a.astype(label_dtype_for(max(hi, (n_classes or 1) - 1)))
+        a = a.astype(label_dtype(max(hi, (n_classes or 1) - 1)))
     if not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)
     return a, signed
@@ -157,8 +149,8 @@ def prepare_members(members: object, *, num_classes: int | None, name: str = "me
     """Validate probability members (and hard label-map members) for the fusion kernel."""
     pairs = _as_members_list(members, name=name)
     n_cls = None if num_classes is None else as_int(num_classes, name="num_classes", minimum=1)
-    if n_cls is not None and n_cls > MAX_CLASSES:
-        raise ValidationError(f"`num_classes` must be at most {MAX_CLASSES}; got {n_cls}.")
+    if n_cls is not None and n_cls > MAX_LABEL_CLASSES:
+        raise ValidationError(f"`num_classes` must be at most {MAX_LABEL_CLASSES}; got {n_cls}.")
 
     probs = [(nm, a) for nm, a in pairs if a.dtype.kind in "fc"]
     for nm, a in probs:
@@ -197,8 +189,8 @@ def prepare_members(members: object, *, num_classes: int | None, name: str = "me
     else:
         ref_name, ref = pairs[0]
         spatial = tuple(ref.shape)
-    if n_cls is not None and n_cls > MAX_CLASSES:
-        raise ValidationError(f"at most {MAX_CLASSES} classes are supported; got {n_cls}.")
+    if n_cls is not None and n_cls > MAX_LABEL_CLASSES:
+        raise ValidationError(f"at most {MAX_LABEL_CLASSES} classes are supported; got {n_cls}.")
 
     for nm, a in pairs:
         got = tuple(a.shape[1:]) if a.dtype.kind == "f" else tuple(a.shape)
@@ -213,8 +205,8 @@ def prepare_members(members: object, *, num_classes: int | None, name: str = "me
     if n_cls is None:  # hard members only: classes from the largest label
         tops = [int(a.max()) for _, a in pairs if a.size]
         n_cls = max(tops, default=0) + 1
-        if n_cls > MAX_CLASSES:
-            raise ValidationError(f"labels must be below {MAX_CLASSES}; the largest is {n_cls - 1}.")
+        if n_cls > MAX_LABEL_CLASSES:
+            raise ValidationError(f"labels must be below {MAX_LABEL_CLASSES}; the largest is {n_cls - 1}.")
 
     keep: list[NDArray[Any]] = []
     kinds: list[int] = []
@@ -365,9 +357,9 @@ def prepare_label_maps(label_maps: object, *, num_classes: int | None, name: str
     small = (np.dtype(np.bool_), np.dtype(np.uint8))
     largest: int | None = None
     if all(a.dtype in small for _, a in pairs):
-        dtype: type[np.unsignedinteger[Any]] = np.uint8  # labels checked by the kernel
+        dtype: np.dtype[Any] = np.dtype(np.uint8)  # labels checked by the kernel
     elif all(a.dtype in small or a.dtype == np.uint16 for _, a in pairs):
-        dtype = np.uint16  # labels checked by the kernel; the largest is needed now only to size the output
+        dtype = np.dtype(np.uint16)  # labels checked by the kernel; the largest is needed now only to size the output
         if num_classes is None:
             largest = max((int(a.max()) for _, a in pairs if a.size), default=0)
     else:  # other integer dtypes: one numpy range pass, then a conversion
@@ -377,7 +369,7 @@ def prepare_label_maps(label_maps: object, *, num_classes: int | None, name: str
             culprit = pairs[int(np.argmin(los))][0]
             raise ValidationError(f"`{culprit}` holds negative labels (smallest {min(los)}); labels must be >= 0.")
         largest = max(his)
-        limit = num_classes if num_classes is not None else MAX_CLASSES
+        limit = num_classes if num_classes is not None else MAX_LABEL_CLASSES
         if largest >= limit:
             culprit = pairs[int(np.argmax(his))][0]
             raise ValidationError(
@@ -385,7 +377,7 @@ def prepare_label_maps(label_maps: object, *, num_classes: int | None, name: str
                 + ("Pass the right `num_classes`, or remap the labels." if num_classes is not None else
                    "Remap the labels.")
             )
-        dtype = label_dtype_for(largest)
+        dtype = label_dtype(largest)
     keep = []
     for _, a in pairs:
         if a.dtype == np.bool_:
@@ -396,4 +388,4 @@ def prepare_label_maps(label_maps: object, *, num_classes: int | None, name: str
             a = np.ascontiguousarray(a)
         keep.append(a)
     addrs = np.array([a.ctypes.data for a in keep], dtype=np.int64)
-    return LabelMaps(keep, addrs, dtype, tuple(ref.shape), [nm for nm, _ in pairs], largest)
+    return LabelMaps(keep, addrs, dtype.type, tuple(ref.shape), [nm for nm, _ in pairs], largest)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._core.labels import label_dtype
 from .._core.validation import as_int
 from ..errors import ValidationError
 from .inputs import (
@@ -18,7 +19,6 @@ from .inputs import (
     Members,
     as_member_weights,
     check_probability_values,
-    label_dtype_for,
     raise_for_unnormalised,
     range_limit_bits,
 )
@@ -52,7 +52,7 @@ def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean:
     else:
         w_norm = np.ascontiguousarray(weights, dtype=np.float32)
     n_voxels = prep.n_voxels
-    out = np.empty(prep.spatial_shape, dtype=label_dtype_for(n_classes - 1)) if labels else None
+    out = np.empty(prep.spatial_shape, dtype=label_dtype(n_classes - 1)) if labels else None
     avg = np.empty((n_classes, *prep.spatial_shape), dtype=np.float32) if mean else None
     if n_voxels == 0:
         return out, avg

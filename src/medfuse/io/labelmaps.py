@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._core.labels import label_dtype
 from ..errors import FormatError
-from .nifti import label_dtype
 from .npz import NpzMember
 
 __all__ = ["label_map_from_file", "streamed_argmax"]

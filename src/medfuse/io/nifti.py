@@ -18,13 +18,14 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from .._core.atomic import atomic_write
+from .._core.labels import label_dtype
 from .._core.optional import import_optional
 from .._core.validation import describe, native_byteorder
 from .._core.verify import GzipError, gzip_size, nifti_expected_size
 from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry
 
-__all__ = ["label_dtype", "label_map_files", "read_geometry", "read_nifti", "write_nifti"]
+__all__ = ["label_map_files", "read_geometry", "read_nifti", "write_nifti"]
 
 #: File endings medfuse reads as images (SimpleITK picks the reader from the ending).
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -156,15 +157,6 @@ def read_nifti(path: str | os.PathLike[str]) -> tuple[NDArray[Any], Geometry]:
             "medfuse expects a scalar label map or image."
         )
     return sitk.GetArrayFromImage(image), Geometry.from_sitk(image)
-
-
-def label_dtype(max_label: int) -> np.dtype[Any]:
-    """uint8 for labels up to 255, uint16 up to 65535 (what the models' writers use)."""
-    if max_label <= np.iinfo(np.uint8).max:
-        return np.dtype(np.uint8)
-    if max_label <= np.iinfo(np.uint16).max:
-        return np.dtype(np.uint16)
-    raise ValidationError(f"label values must be at most 65535 to be written as a label map; got {max_label}.")
 
 
 def _output_dtype(a: NDArray[Any], dtype: DTypeLike | None) -> np.dtype[Any]:

@@ -19,10 +19,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._core.atomic import atomic_write
+from .._core.labels import label_dtype
 from .._core.validation import as_label_map, describe
 from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Box, Geometry, paste_into_box, validate_box
-from .nifti import label_dtype, write_nifti
+from .nifti import write_nifti
 from .pickles import save_pickle
 
 __all__ = [

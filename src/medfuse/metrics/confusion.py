@@ -17,7 +17,8 @@ from ..errors import ValidationError
 
 __all__ = ["MAX_CLASSES", "confusion_matrix"]
 
-#: Largest ``num_classes`` :func:`confusion_matrix` accepts (the matrix alone is then 134 MB).
+#: Largest ``num_classes`` :func:`confusion_matrix` accepts (the matrix alone is then 134 MB). A memory bound of
+#: the metrics, lower than what a label map holds (``medfuse._core.labels.MAX_LABEL_CLASSES``, fusion's limit).
 MAX_CLASSES = 4096
 #: Classes counted in the first pass when ``num_classes`` is not given (labels 0..127: one pass; a map
 #: with a larger label needs a second look). Small enough that the per-range tables stay cheap.
@@ -122,13 +123,6 @@ def _kernel_layout(a: NDArray[Any], b: NDArray[Any]
     return [(va[idx], vb[idx]) for idx in np.ndindex(*va.shape[:-3])]
 
 
-def _threads() -> int:
-    """Threads a large map is counted on (numba's setting: ``NUMBA_NUM_THREADS``, ``numba.set_num_threads``)."""
-    from .._kernels.threads import n_threads
-
-    return n_threads()
-
-
 def _count(ref: _Labels, pred: _Labels, k: int) -> NDArray[np.int64]:
     """``(k + 1, k + 1)`` table; row/column ``k`` collects every value outside ``[0, k)``.
 
@@ -136,13 +130,13 @@ def _count(ref: _Labels, pred: _Labels, k: int) -> NDArray[np.int64]:
     taken by the threads as they free up, each range counted into its own partial table.
     """
     from .._kernels import metrics as kernels
-    from .._kernels.threads import run_ranges, split
+    from .._kernels.threads import n_threads, run_ranges, split
 
     kk = k + 1
     size = ref.array.size
     if size == 0:
         return np.zeros((kk, kk), dtype=np.int64)
-    threads = 1 if size < _MIN_PARALLEL_VOXELS else _threads()
+    threads = 1 if size < _MIN_PARALLEL_VOXELS else n_threads()
     per_thread = max(1, min(8, _PARTIAL_BUDGET_BYTES // (8 * kk * kk * threads)))
     if threads == 1:
         # one contiguous copy at most (small maps only): the strided kernel is then never compiled for them
