@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, as_completed
+from concurrent.futures import Executor, Future, as_completed, wait
 from typing import Any
 
 __all__ = ["run_jobs"]
 
 
 def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], executor: Executor | None) -> Iterable[Any]:
-    """Yield ``fn(job)`` results as they complete; the first failure cancels what has not started."""
+    """Yield ``fn(job)`` results as they complete. On a failure (or when the consumer stops) the jobs not
+    started are cancelled and the running ones are waited for, so no worker writes after the run ended."""
     if executor is None:
         for job in jobs:
             yield fn(job)
@@ -22,3 +23,4 @@ def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], executor: Executor |
     finally:
         for fut in futures:
             fut.cancel()
+        wait(futures)

@@ -89,6 +89,9 @@ def _add_rows(k0, k1, t, rows_per_chunk, dst_addr, dst_cstride, row_offsets, row
                     top = max(top, np.uint64(v))
         maxbits[t] = max(maxbits[t], top)
         return
+    # One loop per stored type (uint8 / uint16 labels above, float16 / float32 bits below), as in the fusion
+    # kernel: each inner loop reads one concrete type. Issue 10 item 3 folds such copies with inlined helpers
+    # where the benchmark allows it.
     for c in range(n_classes):
         wc = weights[c]
         for r in range(r0, r1):

@@ -73,6 +73,8 @@ def _max_bits(k0, k1, t, chunk, bits, maxbits):
     maxbits[t] = top
 
 
+# The chunk walk of _max_bits again, on purpose: the check-only pass above stays a plain max loop, without
+# the argmax's loads and stores.
 @jit
 def _argmax_bits(k0, k1, t, chunk, bits, c, best, labels, maxbits):
     n = bits.size

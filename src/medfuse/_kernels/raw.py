@@ -68,6 +68,8 @@ def _prefetch(address):
     return None
 
 
+# The same three parts as _pointer (Python body, @intrinsic code generator, @overload): numba's pattern
+# for an intrinsic, repeated per intrinsic.
 @intrinsic
 def _prefetch_intrinsic(typingctx, address):
     if not isinstance(address, types.Integer):

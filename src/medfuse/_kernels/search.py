@@ -261,6 +261,8 @@ def _label_counts(lab, ref, case, count, tp, fp, fn):
             fn[k, r] += w
 
 
+# Remove, then add: each half is the update of _add_counts, written out so that this loop (run for every
+# changed row of every search step) stays one flat loop; tests/_reference/twin_search.py checks both.
 @jit
 def _changed_counts(new, old, ref, case, count, tp, fp, fn):
     """Move the rows whose label changes from ``old`` to ``new`` in the tp / fp / fn counts."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, as_completed, wait
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._core.jobs import run_jobs
 from .._core.progress import progress_bar
 from .._version import __version__
 from ..errors import CaseMismatchError, ValidationError
@@ -342,22 +343,6 @@ def _fuse_and_digest(job: _CaseJob) -> _Done:
     return case, seconds, digest_files(job.output, v1_case_files(case))
 
 
-def _run_cases(jobs: Sequence[_CaseJob], executor: Executor | None) -> Iterator[_Done]:
-    """Results as cases complete. On a failure the cases not started are cancelled and the running ones
-    are waited for, so no worker writes into the folder after the run (and its lock) ended."""
-    if executor is None:
-        yield from map(_fuse_and_digest, jobs)
-        return
-    futures: list[Future[_Done]] = [executor.submit(_fuse_and_digest, job) for job in jobs]
-    try:
-        for fut in as_completed(futures):
-            yield fut.result()
-    finally:
-        for fut in futures:
-            fut.cancel()
-        wait(futures)
-
-
 def _fusion_settings(paths: Sequence[Path], folders: Sequence[Any], method: Method,
                      weights: NDArray[np.float64] | None, postprocessing: dict[str, Any] | None,
                      save_probabilities: bool) -> dict[str, Any]:
@@ -464,7 +449,7 @@ def fuse_folders(
                          save_probabilities) for c in plan.todo]
         try:
             journal.begin(plan.todo)
-            for case, sec, files in progress_bar(_run_cases(jobs, executor), enabled=progress,
+            for case, sec, files in progress_bar(run_jobs(_fuse_and_digest, jobs, executor), enabled=progress,
                                                  total=len(jobs), desc="fuse"):
                 journal.finish(case, files, seconds=round(sec, 3))
                 seconds[case] = sec

@@ -95,7 +95,22 @@ def _labels_checked(label_map: ArrayLike, *, n_classes: int, name: str) -> NDArr
     return np.ascontiguousarray(a)
 
 
-class ProbabilityAccumulator:
+class _Grid:
+    """What both accumulators share: the number of classes and the spatial shape they are built for."""
+
+    _n_classes: int
+    _shape: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return self._n_classes
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+
+class ProbabilityAccumulator(_Grid):
     """Weighted mean of class probabilities, accumulated one member (or one class channel) at a time.
 
     Parameters
@@ -138,14 +153,6 @@ class ProbabilityAccumulator:
         self._broken: str | None = None
 
     # ---------------------------------------------------------------- properties
-    @property
-    def num_classes(self) -> int:
-        return self._n_classes
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._shape
-
     @property
     def weight_totals(self) -> NDArray[np.float64]:
         """Total weight added per class, shape (C,)."""
@@ -362,7 +369,7 @@ class ProbabilityAccumulator:
         return _run_fusion(prep, scale[None, :], labels=labels, mean=mean, check=False, normalise=False)
 
 
-class VoteAccumulator:
+class VoteAccumulator(_Grid):
     """Plain or weighted majority vote, accumulated one label map at a time.
 
     Parameters
@@ -396,14 +403,6 @@ class VoteAccumulator:
         self._total = 0.0
         self._integral = True
         self._n_added = 0
-
-    @property
-    def num_classes(self) -> int:
-        return self._n_classes
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._shape
 
     @property
     def num_members(self) -> int:

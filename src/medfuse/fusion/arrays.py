@@ -47,27 +47,15 @@ from .._core.labels import label_dtype
 from .._core.typing import LabelArray, LabelMembers, ProbMembers
 from .._core.validation import as_int, describe
 from ..errors import ValidationError
-from .accumulators import ProbabilityAccumulator, VoteAccumulator
 from .inputs import (
-    RANGE_TOLERANCE,
-    SUM_TOLERANCE,
     as_member_weights,
     prepare_label_maps,
     prepare_members,
 )
 from .run import _TIES, TieRule, _run_fusion, _tie_code, _undecided_label
 
-__all__ = [
-    "RANGE_TOLERANCE",
-    "SUM_TOLERANCE",
-    "ProbabilityAccumulator",
-    "TieRule",
-    "VoteAccumulator",
-    "average_probabilities",
-    "fuse_probabilities",
-    "majority_vote",
-    "softmax",
-]
+# the package's other public names live in their own modules (medfuse.fusion exports them all)
+__all__ = ["average_probabilities", "fuse_probabilities", "majority_vote", "softmax"]
 
 #: voxels per chunk of the vote kernel
 VOTE_CHUNK = 8192
@@ -140,6 +128,8 @@ def average_probabilities(
         ``sum_m (w[m, c] / sum_k w[k, c]) * p_m[c]``, summed in float32 in member order.
         ``average_probabilities(m).argmax(0)`` equals ``fuse_probabilities(m)``.
     """
+    # the same three steps as fuse_probabilities, asking for the mean instead of the labels (kept apart: the two
+    # results have different types)
     prep = prepare_members(members, num_classes=num_classes)
     _, mean = _run_fusion(prep, weights, labels=False, mean=True, check=check)
     if mean is None:  # pragma: no cover - _run_fusion always returns it when asked

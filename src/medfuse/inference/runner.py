@@ -337,11 +337,7 @@ class Predictor:
         del probs
         labels = paste_into_box(lab, pre.crop_bbox, geo.shape, fill=0)
         watch.add("resample", time.perf_counter() - t0)
-        return CasePrediction(
-            probabilities=out, labels=labels, crop_bbox=pre.crop_bbox, geometry=geo, num_classes=self.num_classes,
-            size_after_resampling=tuple(int(s) for s in pre.data.shape[1:]),
-            spacing_after_resampling=pre.target_spacing, timings=Timings._from(watch),
-        )
+        return _prediction(pre, geo, self.num_classes, watch, probabilities=out, labels=labels)
 
     def predict_into(
         self,
@@ -393,11 +389,7 @@ class Predictor:
         for c, ch in iter_original_channels(probs, pre, self.plans):
             accumulator.add_channel(c, ch, weight=float(w[c]), box=box)
         watch.add("resample", time.perf_counter() - t0)
-        return CasePrediction(
-            probabilities=None, labels=None, crop_bbox=pre.crop_bbox, geometry=geo, num_classes=self.num_classes,
-            size_after_resampling=tuple(int(s) for s in pre.data.shape[1:]),
-            spacing_after_resampling=pre.target_spacing, timings=Timings._from(watch),
-        )
+        return _prediction(pre, geo, self.num_classes, watch, probabilities=None, labels=None)
 
     # ----------------------------------------------------------------------------------------------------
     # files
@@ -480,6 +472,15 @@ class Predictor:
         settings = predict_folder_settings(self, Path(images), low, plans=plans, save_probabilities=save_probabilities)
         return run_folder(self, found, low_files, out_dir, settings=settings, plans=plans,
                           save_probabilities=save_probabilities, overwrite=overwrite, progress=progress)
+
+
+def _prediction(pre: PreprocessedCase, geometry: Geometry, num_classes: int, watch: Stopwatch, *,
+                probabilities: NDArray[Any] | None, labels: NDArray[Any] | None) -> CasePrediction:
+    return CasePrediction(
+        probabilities=probabilities, labels=labels, crop_bbox=pre.crop_bbox, geometry=geometry,
+        num_classes=num_classes, size_after_resampling=tuple(int(s) for s in pre.data.shape[1:]),
+        spacing_after_resampling=pre.target_spacing, timings=Timings._from(watch),
+    )
 
 
 def _with_timings(pred: CasePrediction, timings: Timings) -> CasePrediction:

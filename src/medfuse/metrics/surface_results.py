@@ -119,6 +119,8 @@ class SurfaceResult(Mapping[int, LabelSurface]):
         except (KeyError, TypeError, ValueError):
             raise KeyError(f"{key!r} is not a label of this result; it holds {list(self.entries)}.") from None
 
+    # The Mapping methods of OverlapResult (metrics/results.py) again, with int keys: two small result types
+    # that each read as a whole; a shared generic base would save these few lines at the cost of a layer.
     def __iter__(self) -> Iterator[int]:
         return iter(self.entries)
 
