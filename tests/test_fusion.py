@@ -15,9 +15,9 @@ from medfuse.fusion import (
     RANGE_TOLERANCE,
     average_probabilities,
     fuse_probabilities,
+    run as fusion,
     softmax,
 )
-from medfuse.fusion import run as fusion
 
 
 def probabilities(rng, c, shape, dtype=np.float32, concentration=1.0):

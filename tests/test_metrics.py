@@ -19,12 +19,12 @@ from medfuse.metrics import (
     LabelOverlap,
     OverlapResult,
     aggregate_cases,
+    confusion as metrics,
     confusion_matrix,
     dice,
     overlap,
     overlap_from_confusion,
 )
-from medfuse.metrics import confusion as metrics
 
 INT_DTYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.uint64, np.int64]
 BIG_ENDIAN = [">u2", ">i2", ">u4", ">i4", ">u8", ">i8"]

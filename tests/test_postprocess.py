@@ -16,10 +16,10 @@ from medfuse import FormatError, ValidationError
 from medfuse.postprocess import (
     Postprocessing,
     apply_postprocessing,
+    components as pp_module,
     determine_postprocessing,
     keep_largest_component,
 )
-from medfuse.postprocess import components as pp_module
 from medfuse.synthetic import phantom, simulate_labels
 
 FORMATS_EXAMPLE = (

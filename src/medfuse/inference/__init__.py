@@ -19,25 +19,31 @@ from __future__ import annotations
 # part of the documented surface (``__all__``).
 from .cascade import cascade_channels
 from .casefiles import find_cases as find_cases
-from .config import ConfigPlan, PaddleEnvironment, plan_config
-from .config import apply_config as apply_config
-from .models import LoadedModel, ModelSignature, find_model, find_models, load_model, read_signature
-from .models import ModelFiles as ModelFiles
-from .plans import IntensityProperties as IntensityProperties
-from .plans import Plans, load_plans
-from .plans import StagePlan as StagePlan
-from .preprocess import PreprocessedCase, preprocess
-from .preprocess import nonzero_bbox as nonzero_bbox
-from .preprocess import normalize as normalize
-from .resample import resample_volume as resample_volume
-from .resample import resize_labels as resize_labels
-from .resample import separate_z_axis as separate_z_axis
+from .config import ConfigPlan, PaddleEnvironment, apply_config as apply_config, plan_config
+from .models import (
+    LoadedModel,
+    ModelFiles as ModelFiles,
+    ModelSignature,
+    find_model,
+    find_models,
+    load_model,
+    read_signature,
+)
+from .plans import IntensityProperties as IntensityProperties, Plans, StagePlan as StagePlan, load_plans
+from .preprocess import PreprocessedCase, nonzero_bbox as nonzero_bbox, normalize as normalize, preprocess
+from .resample import (
+    resample_volume as resample_volume,
+    resize_labels as resize_labels,
+    separate_z_axis as separate_z_axis,
+)
 from .results import CasePrediction, InferenceReport, Timings
 from .runner import Predictor
-from .sliding import gaussian_importance_map as gaussian_importance_map
-from .sliding import mirror_combinations as mirror_combinations
-from .sliding import predict_sliding_window
-from .sliding import tile_starts as tile_starts
+from .sliding import (
+    gaussian_importance_map as gaussian_importance_map,
+    mirror_combinations as mirror_combinations,
+    predict_sliding_window,
+    tile_starts as tile_starts,
+)
 
 __all__ = [
     "CasePrediction",

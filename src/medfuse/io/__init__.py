@@ -17,20 +17,19 @@ from __future__ import annotations
 
 # ``name as name``: plumbing kept importable from here for code written against earlier releases, but not
 # part of the documented surface (``__all__``).
-from .._core.atomic import atomic_write as atomic_write
-from .._core.atomic import is_temporary as is_temporary
+from .._core.atomic import atomic_write as atomic_write, is_temporary as is_temporary
 from .folders import PredictionFolder, open_folder
-from .nifti import label_map_files as label_map_files
-from .nifti import read_geometry, read_nifti, write_nifti
-from .npz import InflateBackend as InflateBackend
-from .npz import NpzMember as NpzMember
-from .npz import inflate_backend as inflate_backend
-from .npz import iter_npz_channels as iter_npz_channels
-from .npz import npz_keys as npz_keys
-from .npz import npz_member as npz_member
-from .npz import read_npz
-from .pickles import load_pickle, save_pickle
-from .pickles import loads_pickle as loads_pickle
+from .nifti import label_map_files as label_map_files, read_geometry, read_nifti, write_nifti
+from .npz import (
+    InflateBackend as InflateBackend,
+    NpzMember as NpzMember,
+    inflate_backend as inflate_backend,
+    iter_npz_channels as iter_npz_channels,
+    npz_keys as npz_keys,
+    npz_member as npz_member,
+    read_npz,
+)
+from .pickles import load_pickle, loads_pickle as loads_pickle, save_pickle
 from .sources import CaseSource, Layout, check_same_geometry
 from .v1 import WrittenCase, v1_properties, write_v1_case
 from .v2 import v2_properties, write_v2_case

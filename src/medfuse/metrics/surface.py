@@ -183,8 +183,7 @@ def _remapped(ref: NDArray[Any], pred: NDArray[Any], values: NDArray[np.int64], 
 def _extract(labels: NDArray[Any], lut: NDArray[np.int32], lut_lo: int, n_slots: int
              ) -> tuple[list[Surfels], NDArray[np.int64]]:
     """Surfels of every slot (raster order) and each slot's count."""
-    from .._kernels import surface as k
-    from .._kernels import threads
+    from .._kernels import surface as k, threads
 
     two_d = labels.ndim == 2
     vol = np.ascontiguousarray(labels[None] if two_d else labels)
@@ -223,8 +222,7 @@ def _nonempty_rows(vol: NDArray[Any]) -> NDArray[np.bool_]:
 def _distances(query: Surfels, target: Surfels, box: tuple[int, int, int, int],
                spacing: tuple[float, float, float], n_threads: int) -> NDArray[np.float64]:
     """Distance in mm from every query surfel to the nearest target surfel."""
-    from .._kernels import surface as k
-    from .._kernels import threads
+    from .._kernels import surface as k, threads
 
     bz0, by0, nz, ny = box
     starts = k.row_index(target[0], target[1], bz0, by0, ny, nz * ny)
