@@ -121,7 +121,7 @@ def _resident(a: NDArray[Any]) -> NDArray[Any]:
 
     The simulators start from ``np.zeros``, whose pages stay unmapped until written: a class channel
     that is 0 outside its organ's box then reads as the kernel's shared zero page, from cache, far
-    faster than RAM (a float16 fusion measured 18-20 ms on such members, 25-32 ms on resident copies).
+    faster than RAM (see docs/performance.md, *Noise*).
     """
     out = np.empty_like(a)
     np.copyto(out, a)

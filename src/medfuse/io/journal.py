@@ -15,10 +15,10 @@ record accounts for, make the run refuse (naming
 ``overwrite=True``): results are never adopted from a directory listing, and settings are never mixed.
 
 Why SHA-256 of the whole file: it catches any change of content (size + mtime do not: a byte flipped in
-place, a file copied over with its time kept), and it is cheap next to the work: hashlib runs at ~1.4 GB/s
-on the 2-core dev machine, i.e. milliseconds for a compressed label map of a few MB and ~0.1 s for a fused
-``.npz`` of ~150 MB, read back from the page cache by the worker that just wrote it, against seconds to
-fuse or predict the case. A re-run hashes the recorded files once more to verify them.
+place, a file copied over with its time kept), and it is cheap next to the work: milliseconds for a
+compressed label map and a fraction of a second for a fused ``.npz``, read back from the page cache by the
+worker that just wrote it, against seconds to fuse or predict the case (measured: docs/performance.md).
+A re-run hashes the recorded files once more to verify them.
 
 The journal is hidden (``.medfuse/``), so layout detection and submissions ignore it, like the lock file.
 Callers hold :func:`medfuse.io.lock.folder_lock` while they use a :class:`Journal`.
