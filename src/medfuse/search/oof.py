@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -338,80 +338,15 @@ def assemble_oof(
     """
     from .. import io
 
-    roots = [Path(m) for m in models]
-    if not roots:
-        raise ValidationError("`models` must name at least one model folder; got none.")
-    model_names = [str(n) for n in names] if names is not None else [r.resolve().name for r in roots]
-    if len(model_names) != len(roots):
-        raise ValidationError(f"`names` must have one entry per model ({len(roots)}); got {len(model_names)}.")
-    folders: list[dict[str, Any]] = []  # per model: case -> (fold, PredictionFolder)
-    fold_sets: dict[str, list[int]] = {}
-    notes: list[str] = []
-    for root, name in zip(roots, model_names, strict=True):
-        if not root.is_dir():
-            raise FormatError(f"model folder {root} does not exist or is not a folder.")
-        fold_dirs = _fold_dirs(root)
-        where: dict[str, tuple[int | None, Any]] = {}
-        if not fold_dirs:
-            folder = io.open_folder(root)
-            _check_softmax(folder, name)
-            where = {case: (None, folder) for case in folder.cases}
-        else:
-            numbers = sorted(fold_dirs)
-            gaps = sorted(set(range(numbers[-1] + 1)) - set(numbers))
-            if gaps:
-                raise FormatError(
-                    f"model {name!r} ({root}) has folds {numbers} but no "
-                    f"{', '.join(f'fold_{g}' for g in gaps)}: a fold is missing. Run its training/validation, "
-                    "or assemble the out-of-fold predictions without the gap."
-                )
-            fold_sets[name] = numbers
-            seen: dict[str, list[int]] = {}
-            for k in numbers:
-                folder = io.open_folder(_validation_dir(fold_dirs[k], model=name))
-                _check_softmax(folder, name)
-                for case in folder.cases:
-                    seen.setdefault(case, []).append(k)
-                    where[case] = (k, folder)
-            twice = {c: ks for c, ks in seen.items() if len(ks) > 1}
-            if twice:
-                shown = "; ".join(f"{c!r} in folds {ks}" for c, ks in sorted(twice.items())[:5])
-                raise CaseMismatchError(
-                    f"model {name!r} ({root}): {len(twice)} cases are in more than one fold's validation set "
-                    f"({shown}{', ...' if len(twice) > 5 else ''}); each case must be held out in exactly one "
-                    "fold. Remove the stray copies."
-                )
-        folders.append(where)
-    if len({tuple(v) for v in fold_sets.values()}) > 1:
-        raise FormatError(
-            "the models have different folds: " + "; ".join(f"{m!r}: {v}" for m, v in fold_sets.items())
-            + ". A fold is missing in some model; complete it or leave the incomplete model out."
-        )
-
-    ref_dir = Path(references) if references is not None else next(
-        (r / "gt_niftis" for r in roots if (r / "gt_niftis").is_dir()), None)
-    if ref_dir is None:
-        raise FormatError(
-            f"no references: none of the model folders ({', '.join(str(r) for r in roots)}) has a gt_niftis/ "
-            "folder; pass `references=` (the folder of <case>.nii.gz reference label maps)."
-        )
-    ref_folder = io.open_folder(ref_dir)
+    roots, model_names = _model_roots(models, names)
+    collected = [_collect_model(root, name) for root, name in zip(roots, model_names, strict=True)]
+    folders = [where for where, _ in collected]
+    _check_same_folds({n: f for n, (_, f) in zip(model_names, collected, strict=True) if f is not None})
+    ref_folder = io.open_folder(_reference_dir(references, roots))
     cases = sorted(ref_folder.cases)
     _check_same_cases({n: list(w) for n, w in zip(model_names, folders, strict=True)}, cases,
                       what="models")
-
-    first_with_folds = next((w for w in folders if any(f is not None for f, _ in w.values())), None)
-    if first_with_folds is not None:
-        fold_of = {c: int(first_with_folds[c][0]) for c in cases}
-        for name, w in zip(model_names, folders, strict=True):
-            differ = [c for c in cases if w[c][0] is not None and w[c][0] != fold_of[c]]
-            if differ:
-                notes.append(f"model {name!r} holds out {len(differ)} cases in other folds than "
-                             f"{model_names[0]!r}; the honest estimates use {model_names[0]!r}'s folds.")
-    else:
-        fold_of = _as_folds(None, cases, n_folds=n_folds, seed=seed)
-        notes.append(f"no fold_<k> folders: cases split at random into {len(set(fold_of.values()))} folds "
-                     "for the honest estimates.")
+    fold_of, notes = _fold_assignment(folders, model_names, cases, n_folds=n_folds, seed=seed)
     num_classes = next((w[cases[0]][1].case(cases[0]).num_classes for w in folders
                         if w[cases[0]][1].layout != "labels"), None) if cases else None
 
@@ -426,6 +361,98 @@ def assemble_oof(
     sources = [str(r) for r in roots]
     return OutOfFold(model_names, cases, fold_of, loader=loader, num_classes=num_classes, sources=sources,
                      notes=notes)
+
+
+#: per model: case -> (its fold, or None for an assembled folder; the PredictionFolder holding it)
+_Where = dict[str, tuple[int | None, Any]]
+
+
+def _model_roots(models: Sequence[str | os.PathLike[str]], names: Sequence[str] | None
+                 ) -> tuple[list[Path], list[str]]:
+    roots = [Path(m) for m in models]
+    if not roots:
+        raise ValidationError("`models` must name at least one model folder; got none.")
+    model_names = [str(n) for n in names] if names is not None else [r.resolve().name for r in roots]
+    if len(model_names) != len(roots):
+        raise ValidationError(f"`names` must have one entry per model ({len(roots)}); got {len(model_names)}.")
+    return roots, model_names
+
+
+def _collect_model(root: Path, name: str) -> tuple[_Where, list[int] | None]:
+    """Where each case of one model is (fold, folder), and the model's fold numbers (None: no folds)."""
+    from .. import io
+
+    if not root.is_dir():
+        raise FormatError(f"model folder {root} does not exist or is not a folder.")
+    fold_dirs = _fold_dirs(root)
+    if not fold_dirs:
+        folder = io.open_folder(root)
+        _check_softmax(folder, name)
+        return {case: (None, folder) for case in folder.cases}, None
+    numbers = sorted(fold_dirs)
+    gaps = sorted(set(range(numbers[-1] + 1)) - set(numbers))
+    if gaps:
+        raise FormatError(
+            f"model {name!r} ({root}) has folds {numbers} but no "
+            f"{', '.join(f'fold_{g}' for g in gaps)}: a fold is missing. Run its training/validation, "
+            "or assemble the out-of-fold predictions without the gap."
+        )
+    where: _Where = {}
+    seen: dict[str, list[int]] = {}
+    for k in numbers:
+        folder = io.open_folder(_validation_dir(fold_dirs[k], model=name))
+        _check_softmax(folder, name)
+        for case in folder.cases:
+            seen.setdefault(case, []).append(k)
+            where[case] = (k, folder)
+    twice = {c: ks for c, ks in seen.items() if len(ks) > 1}
+    if twice:
+        shown = "; ".join(f"{c!r} in folds {ks}" for c, ks in sorted(twice.items())[:5])
+        raise CaseMismatchError(
+            f"model {name!r} ({root}): {len(twice)} cases are in more than one fold's validation set "
+            f"({shown}{', ...' if len(twice) > 5 else ''}); each case must be held out in exactly one "
+            "fold. Remove the stray copies."
+        )
+    return where, numbers
+
+
+def _check_same_folds(fold_sets: dict[str, list[int]]) -> None:
+    if len({tuple(v) for v in fold_sets.values()}) > 1:
+        raise FormatError(
+            "the models have different folds: " + "; ".join(f"{m!r}: {v}" for m, v in fold_sets.items())
+            + ". A fold is missing in some model; complete it or leave the incomplete model out."
+        )
+
+
+def _reference_dir(references: str | os.PathLike[str] | None, roots: Sequence[Path]) -> Path:
+    ref_dir = Path(references) if references is not None else next(
+        (r / "gt_niftis" for r in roots if (r / "gt_niftis").is_dir()), None)
+    if ref_dir is None:
+        raise FormatError(
+            f"no references: none of the model folders ({', '.join(str(r) for r in roots)}) has a gt_niftis/ "
+            "folder; pass `references=` (the folder of <case>.nii.gz reference label maps)."
+        )
+    return ref_dir
+
+
+def _fold_assignment(folders: Sequence[_Where], model_names: Sequence[str], cases: Sequence[str], *,
+                     n_folds: int, seed: int) -> tuple[dict[str, int], list[str]]:
+    """The fold of each case (the first cross-validated model's, else a seeded random split) and notes."""
+    notes: list[str] = []
+    first_with_folds = next((w for w in folders if any(f is not None for f, _ in w.values())), None)
+    if first_with_folds is None:
+        fold_of = _as_folds(None, cases, n_folds=n_folds, seed=seed)
+        notes.append(f"no fold_<k> folders: cases split at random into {len(set(fold_of.values()))} folds "
+                     "for the honest estimates.")
+        return fold_of, notes
+    # a cross-validated model has a fold for every case
+    fold_of = {c: int(cast(int, first_with_folds[c][0])) for c in cases}
+    for name, w in zip(model_names, folders, strict=True):
+        differ = [c for c in cases if w[c][0] is not None and w[c][0] != fold_of[c]]
+        if differ:
+            notes.append(f"model {name!r} holds out {len(differ)} cases in other folds than "
+                         f"{model_names[0]!r}; the honest estimates use {model_names[0]!r}'s folds.")
+    return fold_of, notes
 
 
 def _check_softmax(folder: Any, model: str) -> None:
