@@ -180,25 +180,9 @@ def predict_sliding_window(
     ndarray of shape (C, Z, Y, X), float32
         Weighted mean probabilities (a view into a padded buffer when padding was needed).
     """
-    if image.ndim != 4:
-        raise ValidationError(f"`image` must have shape (C_in, Z, Y, X); got {image.shape}.")
-    patch = tuple(int(p) for p in patch_size)
-    if len(patch) != 3 or any(p < 1 for p in patch):
-        raise ValidationError(f"`patch_size` must be 3 positive integers; got {list(patch_size)}.")
-    if not 0 < step <= 1:
-        raise ValidationError(f"`step` must be in (0, 1]; got {step}.")
-    if batch_size < 1:
-        raise ValidationError(f"`batch_size` must be >= 1; got {batch_size}.")
-    if num_classes < 1:
-        raise ValidationError(f"`num_classes` must be >= 1; got {num_classes}.")
-    if output not in ("auto", "probabilities", "logits"):
-        raise ValidationError(f"`output` must be 'auto', 'probabilities' or 'logits'; got {output!r}.")
-    mirrors = mirror_combinations(mirror_axes)
-    if any(a not in (0, 1, 2) for a in mirrors[-1]):
-        raise ValidationError(f"`mirror_axes` must be spatial axes among 0, 1, 2; got {list(mirror_axes)}.")
-    g = gaussian_importance_map(patch) if importance is None else np.asarray(importance, dtype=np.float32)
-    if g.shape != patch:
-        raise ValidationError(f"`importance` must have the patch's shape {patch}; got {g.shape}.")
+    patch, mirrors, g = _check_window_args(image, patch_size, step=step, batch_size=batch_size,
+                                           num_classes=num_classes, output=output, mirror_axes=mirror_axes,
+                                           importance=importance)
     clock = stopwatch if stopwatch is not None else Stopwatch()
     t_start = time.perf_counter()
     t_net = 0.0
@@ -233,17 +217,8 @@ def predict_sliding_window(
                 src = padded[tiles[t]]
                 np.copyto(buf[i], np.flip(src, in_axes[m]) if in_axes[m] else src)
             t0 = time.perf_counter()
-            out = model(buf[: len(batch)])
+            out, kind = _run_batch(model, buf[: len(batch)], (len(batch), num_classes, *patch), kind)
             t_net += time.perf_counter() - t0
-            _check_output(out, (len(batch), num_classes, *patch))
-            if out.dtype != np.float32:
-                out = out.astype(np.float32)
-            if kind is None:
-                kind = "probabilities" if _looks_like_probabilities(out, 1) else "logits"
-            if kind == "logits":
-                if not out.flags.writeable:
-                    out = out.copy()
-                _softmax_inplace(out, 1)
             for i, (t, m) in enumerate(batch):
                 view = np.flip(out[i], in_axes[m]) if in_axes[m] else out[i]
                 if m == 0:
@@ -264,6 +239,50 @@ def predict_sliding_window(
     clock.add("predictor", t_net)
     clock.add("tiling", time.perf_counter() - t_start - t_net)
     return result
+
+
+def _check_window_args(
+    image: NDArray[np.float32], patch_size: Sequence[int], *, step: float, batch_size: int, num_classes: int,
+    output: str, mirror_axes: Sequence[int], importance: NDArray[np.float32] | None,
+) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], NDArray[np.float32]]:
+    """``(patch, mirror combinations, importance map)`` of :func:`predict_sliding_window`'s checked arguments."""
+    if image.ndim != 4:
+        raise ValidationError(f"`image` must have shape (C_in, Z, Y, X); got {image.shape}.")
+    patch = tuple(int(p) for p in patch_size)
+    if len(patch) != 3 or any(p < 1 for p in patch):
+        raise ValidationError(f"`patch_size` must be 3 positive integers; got {list(patch_size)}.")
+    if not 0 < step <= 1:
+        raise ValidationError(f"`step` must be in (0, 1]; got {step}.")
+    if batch_size < 1:
+        raise ValidationError(f"`batch_size` must be >= 1; got {batch_size}.")
+    if num_classes < 1:
+        raise ValidationError(f"`num_classes` must be >= 1; got {num_classes}.")
+    if output not in ("auto", "probabilities", "logits"):
+        raise ValidationError(f"`output` must be 'auto', 'probabilities' or 'logits'; got {output!r}.")
+    mirrors = mirror_combinations(mirror_axes)
+    if any(a not in (0, 1, 2) for a in mirrors[-1]):
+        raise ValidationError(f"`mirror_axes` must be spatial axes among 0, 1, 2; got {list(mirror_axes)}.")
+    g = gaussian_importance_map(patch) if importance is None else np.asarray(importance, dtype=np.float32)
+    if g.shape != patch:
+        raise ValidationError(f"`importance` must have the patch's shape {patch}; got {g.shape}.")
+    return patch, mirrors, g
+
+
+def _run_batch(model: BatchPredictor, batch: NDArray[np.float32], expected: tuple[int, ...], kind: str | None
+               ) -> tuple[NDArray[np.float32], str]:
+    """The network's probabilities for ``batch`` (a softmax applied to logits) and the output kind, decided on
+    the first batch when ``kind`` is None."""
+    out = model(batch)
+    _check_output(out, expected)
+    if out.dtype != np.float32:
+        out = out.astype(np.float32)
+    if kind is None:
+        kind = "probabilities" if _looks_like_probabilities(out, 1) else "logits"
+    if kind == "logits":
+        if not out.flags.writeable:
+            out = out.copy()
+        _softmax_inplace(out, 1)
+    return out, kind
 
 
 def _check_output(out: Any, expected: tuple[int, ...]) -> None:
