@@ -151,7 +151,27 @@ def prepare_members(members: object, *, num_classes: int | None, name: str = "me
     n_cls = None if num_classes is None else as_int(num_classes, name="num_classes", minimum=1)
     if n_cls is not None and n_cls > MAX_LABEL_CLASSES:
         raise ValidationError(f"`num_classes` must be at most {MAX_LABEL_CLASSES}; got {n_cls}.")
+    probs = _check_member_kinds(pairs)
+    ref_name, spatial, n_cls = _classes_and_grid(pairs, probs, n_cls)
+    for nm, a in pairs:
+        got = tuple(a.shape[1:]) if a.dtype.kind == "f" else tuple(a.shape)
+        if got != spatial:
+            what = "probability member (C, ...)" if a.dtype.kind == "f" else "label map"
+            raise ValidationError(
+                f"`{nm}` ({what}) has shape {a.shape}, but `{ref_name}` has spatial shape {spatial}: every "
+                "member must cover the same voxels. Resample or crop the members onto one grid (a label map "
+                "has no class axis)."
+            )
+    if n_cls is None:  # hard members only: classes from the largest label
+        tops = [int(a.max()) for _, a in pairs if a.size]
+        n_cls = max(tops, default=0) + 1
+        if n_cls > MAX_LABEL_CLASSES:
+            raise ValidationError(f"labels must be below {MAX_LABEL_CLASSES}; the largest is {n_cls - 1}.")
+    return _kernel_members(pairs, spatial, n_cls)
 
+
+def _check_member_kinds(pairs: list[tuple[str, NDArray[Any]]]) -> list[tuple[str, NDArray[Any]]]:
+    """The probability members of ``pairs``, after checking every member is probabilities or labels."""
     probs = [(nm, a) for nm, a in pairs if a.dtype.kind in "fc"]
     for nm, a in probs:
         if a.dtype.kind == "c":
@@ -167,47 +187,37 @@ def prepare_members(members: object, *, num_classes: int | None, name: str = "me
                 f"`{nm}` must be class probabilities (float16/float32) or an integer label map; got "
                 f"{describe(a)}."
             )
+    return probs
 
-    if probs:
-        ref_name, ref = probs[0]
-        spatial = tuple(ref.shape[1:])
-        n_prob_classes = ref.shape[0]
-        if n_prob_classes < 1:
-            raise ValidationError(f"`{ref_name}` has no class channel (shape {ref.shape}); C must be >= 1.")
-        for nm, a in probs[1:]:
-            if a.shape[0] != n_prob_classes:
-                raise ValidationError(
-                    f"`{nm}` has {a.shape[0]} classes (shape {a.shape}), but `{ref_name}` has {n_prob_classes}: "
-                    "every probability member must have the same number of classes."
-                )
-        if n_cls is not None and n_cls != n_prob_classes:
-            raise ValidationError(
-                f"`num_classes` ({n_cls}) does not match the probability members, which have "
-                f"{n_prob_classes} classes (`{ref_name}` has shape {ref.shape})."
-            )
-        n_cls = n_prob_classes
-    else:
+
+def _classes_and_grid(pairs: list[tuple[str, NDArray[Any]]], probs: list[tuple[str, NDArray[Any]]],
+                      n_cls: int | None) -> tuple[str, tuple[int, ...], int | None]:
+    """``(reference member's name, spatial shape, number of classes or None for hard members only)``."""
+    if not probs:
         ref_name, ref = pairs[0]
-        spatial = tuple(ref.shape)
-    if n_cls is not None and n_cls > MAX_LABEL_CLASSES:
-        raise ValidationError(f"at most {MAX_LABEL_CLASSES} classes are supported; got {n_cls}.")
-
-    for nm, a in pairs:
-        got = tuple(a.shape[1:]) if a.dtype.kind == "f" else tuple(a.shape)
-        if got != spatial:
-            what = "probability member (C, ...)" if a.dtype.kind == "f" else "label map"
+        return ref_name, tuple(ref.shape), n_cls
+    ref_name, ref = probs[0]
+    n_prob_classes = ref.shape[0]
+    if n_prob_classes < 1:
+        raise ValidationError(f"`{ref_name}` has no class channel (shape {ref.shape}); C must be >= 1.")
+    for nm, a in probs[1:]:
+        if a.shape[0] != n_prob_classes:
             raise ValidationError(
-                f"`{nm}` ({what}) has shape {a.shape}, but `{ref_name}` has spatial shape {spatial}: every "
-                "member must cover the same voxels. Resample or crop the members onto one grid (a label map "
-                "has no class axis)."
+                f"`{nm}` has {a.shape[0]} classes (shape {a.shape}), but `{ref_name}` has {n_prob_classes}: "
+                "every probability member must have the same number of classes."
             )
+    if n_cls is not None and n_cls != n_prob_classes:
+        raise ValidationError(
+            f"`num_classes` ({n_cls}) does not match the probability members, which have "
+            f"{n_prob_classes} classes (`{ref_name}` has shape {ref.shape})."
+        )
+    if n_prob_classes > MAX_LABEL_CLASSES:
+        raise ValidationError(f"at most {MAX_LABEL_CLASSES} classes are supported; got {n_prob_classes}.")
+    return ref_name, tuple(ref.shape[1:]), int(n_prob_classes)
 
-    if n_cls is None:  # hard members only: classes from the largest label
-        tops = [int(a.max()) for _, a in pairs if a.size]
-        n_cls = max(tops, default=0) + 1
-        if n_cls > MAX_LABEL_CLASSES:
-            raise ValidationError(f"labels must be below {MAX_LABEL_CLASSES}; the largest is {n_cls - 1}.")
 
+def _kernel_members(pairs: list[tuple[str, NDArray[Any]]], spatial: tuple[int, ...], n_cls: int) -> Members:
+    """The checked members as the kernel reads them (native float16/float32 or uint8/uint16, addresses)."""
     keep: list[NDArray[Any]] = []
     kinds: list[int] = []
     cstrides: list[int] = []
