@@ -35,7 +35,7 @@ def _bits_to_float32(bits):
 
 
 @intrinsic
-def _bits_to_float32_intrinsic(typingctx, bits):
+def _bits_to_float32_intrinsic(typingctx, bits):  # pragma: no cover - numba codegen, never run as Python
     if bits == types.uint16:
         def codegen(context, builder, signature, args):
             return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
@@ -48,7 +48,7 @@ def _bits_to_float32_intrinsic(typingctx, bits):
 
 
 @overload(_bits_to_float32, jit_options={"nogil": True})
-def _bits_to_float32_impl(bits):
+def _bits_to_float32_impl(bits):  # pragma: no cover - numba typing, never run as Python
     if bits in (types.uint16, types.uint32):
         return lambda bits: _bits_to_float32_intrinsic(bits)  # type: ignore[call-arg]
     return None

@@ -48,7 +48,7 @@ def _byteswap(v):
 
 
 @overload(_byteswap, jit_options={"nogil": True})
-def _byteswap_impl(v):
+def _byteswap_impl(v):  # pragma: no cover - numba typing, never run as Python
     width = v.bitwidth
     if width == 8:
         return lambda v: np.uint64(v)
@@ -89,7 +89,7 @@ def _lowest_set_byte(x):
 
 
 @overload(_lowest_set_byte, jit_options={"nogil": True})
-def _lowest_set_byte_impl(x):
+def _lowest_set_byte_impl(x):  # pragma: no cover - numba typing, never run as Python
     if isinstance(x, types.Integer):
         return lambda x: np.int64(trailing_zeros(x) >> 3)  # type: ignore[call-arg]  # one tzcnt
     return None

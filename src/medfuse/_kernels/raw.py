@@ -34,7 +34,7 @@ def _pointer(address):
 
 
 @intrinsic
-def _pointer_intrinsic(typingctx, address):
+def _pointer_intrinsic(typingctx, address):  # pragma: no cover - numba codegen, never run as Python
     if not isinstance(address, types.Integer):
         return None
 
@@ -46,7 +46,7 @@ def _pointer_intrinsic(typingctx, address):
 
 
 @overload(_pointer, jit_options={"nogil": True})
-def _pointer_impl(address):
+def _pointer_impl(address):  # pragma: no cover - numba typing, never run as Python
     if isinstance(address, types.Integer):
         return lambda address: _pointer_intrinsic(address)  # type: ignore[call-arg]
     return None
@@ -71,7 +71,7 @@ def _prefetch(address):
 # The same three parts as _pointer (Python body, @intrinsic code generator, @overload): numba's pattern
 # for an intrinsic, repeated per intrinsic.
 @intrinsic
-def _prefetch_intrinsic(typingctx, address):
+def _prefetch_intrinsic(typingctx, address):  # pragma: no cover - numba codegen, never run as Python
     if not isinstance(address, types.Integer):
         return None
 
@@ -88,7 +88,7 @@ def _prefetch_intrinsic(typingctx, address):
 
 
 @overload(_prefetch, jit_options={"nogil": True})
-def _prefetch_impl(address):
+def _prefetch_impl(address):  # pragma: no cover - numba typing, never run as Python
     if isinstance(address, types.Integer):
         return lambda address: _prefetch_intrinsic(address)  # type: ignore[call-arg]
     return None
