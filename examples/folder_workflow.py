@@ -1,13 +1,14 @@
 """The folder workflow from Python: model folders -> fused folder -> scores -> submission.
 
 Writes three simulated models' PaddleSeg-style (v1) prediction folders for two synthetic cases into a
-temporary folder, then does what a team does with its real folders.
+temporary folder, then does what a team does with its real folders, and removes the folder at the end.
 
     python examples/folder_workflow.py
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -36,3 +37,4 @@ for folder in [*members, root / "fused"]:
     print(f"{folder.name:16s} foreground mean Dice {ev.foreground_mean_dice:.4f}")
 report = medfuse.make_submission(root / "fused", root / "submission.zip", images=root / "imagesTs")
 print(f"submission: {report.path} ({len(report.cases)} cases, checked against the test images)")
+shutil.rmtree(root)  # everything above was written under root
