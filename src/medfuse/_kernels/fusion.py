@@ -12,36 +12,37 @@ Chunks
     The N voxels are cut into chunks (:data:`medfuse.fusion.FUSION_CHUNK` voxels). :func:`_fuse_chunks`
     processes a contiguous range of chunks with two float32 rows of one chunk (the class sum, the running
     maximum) and one of ``check_size`` voxels (the sampled class sums); the wrapper hands out ranges to
-    the threads
-    (:func:`medfuse._kernels.threads.run_ranges`). Per chunk, classes are taken in order; per class,
-    members are added in member order, four at a time when four consecutive members have the same kind
-    (one load and store of the class sum per four members; five when five end a run of their kind, so
-    a 5-fold ensemble makes one pass instead of two: 3-9% faster).
+    the threads (:func:`medfuse._kernels.threads.run_ranges`). Per chunk, classes are taken in order; per
+    class, members are added in member order, four at a time when four consecutive members have the same
+    kind (one load and store of the class sum per four members; five when five end a run of their kind,
+    so a 5-fold ensemble makes one pass instead of two).
 Argmax, class after class
     The label output is the running argmax: it starts at label 0 and maximum ``-inf``, and each class
     sum that beats the maximum (strict ``>``, so ties keep the lowest class) replaces it. When the last
     member group of a class is four or five probability members and the only output is uint8 labels,
     that loop does the comparison itself, so the class sum never leaves registers; otherwise a short
-    loop over the class sum follows. Measured against summing all classes into a ``(C, chunk)``
-    accumulator and taking the argmax at the end (the accumulator, 0.9 MiB, went to L3 and back):
-    9% faster for float32 and 6% for float16, from a chunk of 64K voxels (larger chunks give the
-    hardware prefetcher longer runs: 16K voxels were 4% slower).
+    loop over the class sum follows. No ``(C, chunk)`` accumulator exists: at a chunk of 64K voxels it
+    would not fit in L2, while the two rows do, and long chunks give the hardware prefetcher long runs.
 Software prefetch
     The 4- and 5-member loops that fold the argmax (the label-fusion hot path) run in steps of
-    :data:`STEP_BYTES` per member; each step first asks for
-    the cache lines :data:`PREFETCH_AHEAD` bytes further on in every member (``prefetcht0``, see
-    :func:`medfuse._kernels.raw._prefetch`). The hardware prefetchers bring the streams into L2 but
-    not far enough into L1 for five streams at once: measured head to head, float16 fusion became 15%
-    faster on 2 threads (18% on one), float32 10% faster on one thread and 0-10% on two. Prefetching
-    only the start of the next class's rows did nothing. The structure costs compile time (+1.3 s for
-    these four loops), so the loops that write the class sum (the mean output) stay plain.
-One flat function
+    :data:`STEP_BYTES` per member; each step first asks for the cache lines :data:`PREFETCH_AHEAD` bytes
+    further on in every member (``prefetcht0``, see :func:`medfuse._kernels.raw._prefetch`): the hardware
+    prefetchers bring the streams into L2 but not far enough into L1 for five streams at once. The
+    structure costs compile time, so the loops that write the class sum (the mean output) stay plain.
+One flat function, on purpose
     The work on a range is one function, with near-copies of its member-group loop per kind (float16,
-    float32) and group size (4, 5): numba compiles every helper function separately and re-optimises it
-    where it is inlined, which tripled the compile time. A reader's map: per chunk, per class, the loop
-    over member groups branches to hard members, float16 groups (5, 4, 1) and float32 groups (5, 4, 1),
-    the 4- and 5-member groups each with a folded (argmax) and a plain loop; after the groups comes the
-    argmax step unless a loop folded it; after the classes, the sampled sum check.
+    float32), group size (1, 4, 5) and argmax (folded, plain). They are kept because numba compiles
+    helpers slowly, not because they run faster: written once as ``numba.njit(inline="always")``
+    helpers (one loop for every kind, size and argmax, 374 lines instead of 566, bit-identical), the
+    kernel's first call took 2.3x as long (27.4-37.8 s against 11.7-16.6 s, 3 fresh processes each,
+    alternating, on the loaded 2-core VM; numba deep-copies a helper's IR at every call site and types
+    and lowers the whole group code before LLVM drops the dead members). Pasting in only the cold parts
+    (hard members, argmax step, label reset, sum check) still cost +20% (14.1 against 11.7 s, best of
+    3). Ordinary ``@jit`` helpers are compiled on their own and re-optimised where inlined (three times
+    the compile time). See "Kernel design notes" in ``docs/performance.md``. A reader's map: per chunk,
+    per class, the loop over member groups branches to hard members, float16 groups (5, 4, 1) and float32
+    groups (5, 4, 1), the 4- and 5-member groups each with a folded (argmax) and a plain loop; after the
+    groups comes the argmax step unless a loop folded it; after the classes, the sampled sum check.
 Arithmetic
     ``acc = 0; acc += w[m, c] * p_m[c]`` for m = 0, 1, ... in float32, never contracted to FMA (no
     fastmath); a hard member adds ``w[m, c]`` where its label is ``c`` and ``0`` elsewhere. The numpy

@@ -19,9 +19,9 @@ Fast path
 Parallelism
     The kernels are ``nogil``; :func:`medfuse._kernels.threads.run_ranges` runs them on contiguous ranges
     of blocks (or of rows), several per thread, taken as threads free up, each range with its own partial
-    table, summed at the end. No ``prange``: numba's parfor lowering costs 2-3 s of compile time per
-    specialisation, and OpenMP's static barrier waited ~100 ms for a descheduled thread while other jobs
-    ran on the 2-core dev machine (measured 6x slower than Python threads then).
+    table, summed at the end. No ``prange``: numba's parfor lowering adds seconds of compile time per
+    specialisation, and OpenMP's static schedule makes every call wait for a thread that another job
+    has descheduled (see "Kernel design notes" in ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -120,9 +120,8 @@ def _count_runs(ref, pred, table, k, kk, swap_r, swap_p, flags):
     Run starts are flagged in a vectorised pass (``flags[i] = pair[i] != pair[i - 1]``), read eight at a
     time as uint64 words; the words holding a run start are listed without a branch (into the uint16
     tail of ``flags``), and the starts in each are found with ``tzcnt``. A voxel inside a run costs a
-    fraction of a cycle and each run one table update. Testing every word and then every flag with a
-    branch took 1.2 ms more (a quarter of the time) on 256x512x512 maps, single-threaded: a run start
-    is a mispredicted branch or two.
+    fraction of a cycle and each run one table update, with no branch per word or per flag (a run start
+    would be a mispredicted branch or two).
     """
     n = ref.size
     if n == 0:

@@ -12,6 +12,9 @@ there is a plain copy of member 0. Only the remaining voxels, found 64 at a time
 ``min`` over ``d``, take the slow path: scores accumulated in a small per-range table indexed by label
 (``cnt[label] += w[m]``, in member order), best label by the tie rule, table reset.
 
+The score loop (four members, or one) and the copy of member 0 (to a uint8 or uint16 output) are each
+written once, as helpers numba pastes into the kernel (:func:`medfuse._kernels.raw.inline`).
+
 Tie rules (``tie``): 0 ``lowest`` label; 1 ``undecided`` (write ``undecided`` when two labels share the
 best score, like SimpleITK's LabelVoting); 2 ``first`` (the label of the earliest member among the
 tied labels). Scores are sums in member order in the weights' dtype (uint8 / int32 counts for a plain
@@ -23,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import jit
-from .raw import _view
+from .raw import _view, inline
 
 __all__ = ["BLOCK", "TIE_FIRST", "TIE_LOWEST", "TIE_UNDECIDED", "_vote_chunks"]
 
@@ -78,54 +81,18 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
                 d[i] = w0
         m = 1
         while m < n_members:
-            first = m == 1
             if m + 4 <= n_members:
-                q1 = _view(addrs[m] + label_size * s0, n, label_dtype)
-                q2 = _view(addrs[m + 1] + label_size * s0, n, label_dtype)
-                q3 = _view(addrs[m + 2] + label_size * s0, n, label_dtype)
-                q4 = _view(addrs[m + 3] + label_size * s0, n, label_dtype)
-                u1 = weights[m]
-                u2 = weights[m + 1]
-                u3 = weights[m + 2]
-                u4 = weights[m + 3]
-                for i in range(n):
-                    v0 = r0[i]
-                    v1 = q1[i]
-                    v2 = q2[i]
-                    v3 = q3[i]
-                    v4 = q4[i]
-                    e = w0 if first else d[i]
-                    e += u1 if v1 == v0 else zero
-                    e += u2 if v2 == v0 else zero
-                    e += u3 if v3 == v0 else zero
-                    e += u4 if v4 == v0 else zero
-                    d[i] = e
-                    top = max(top, max(max(v1, v2), max(v3, v4)))
+                top = _add_agreement(d, r0, addrs, label_size, label_dtype, weights, w0, zero, m, s0, n, top, 4)
                 m += 4
             else:
-                q1 = _view(addrs[m] + label_size * s0, n, label_dtype)
-                u1 = weights[m]
-                for i in range(n):
-                    v1 = q1[i]
-                    e = w0 if first else d[i]
-                    e += u1 if v1 == r0[i] else zero
-                    d[i] = e
-                    top = max(top, v1)
+                top = _add_agreement(d, r0, addrs, label_size, label_dtype, weights, w0, zero, m, s0, n, top, 1)
                 m += 1
 
         # ---- member 0's label everywhere (right wherever it holds a strict majority)
         if out_kind == 0:
-            o8 = _view(out_addr + s0, n, np.uint8)
-            for i in range(n):
-                v = r0[i]
-                o8[i] = v
-                top = max(top, v)
+            top = _copy_labels(r0, _view(out_addr + s0, n, np.uint8), n, top)
         else:
-            o16 = _view(out_addr + 2 * s0, n, np.uint16)
-            for i in range(n):
-                v = r0[i]
-                o16[i] = v
-                top = max(top, v)
+            top = _copy_labels(r0, _view(out_addr + 2 * s0, n, np.uint16), n, top)
 
         # ---- slow path, 64 voxels at a time (none in a chunk where member 0 wins everywhere)
         lo = d[0]
@@ -173,3 +140,46 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
                     _view(out_addr + 2 * (s0 + b0 + i), 1, np.uint16)[0] = result
     max_label[t] = max(max_label[t], np.int64(top))
     n_slow[t] += slow
+
+
+@inline
+def _copy_labels(src, dst, n, top):
+    """``dst[:n] = src[:n]``; the largest of ``top`` and the labels copied."""
+    for i in range(n):
+        v = src[i]
+        dst[i] = v
+        top = max(top, v)
+    return top
+
+
+@inline
+def _add_agreement(d, r0, addrs, label_size, label_dtype, weights, w0, zero, m, s0, n, top, size):
+    """``d += w[j]`` where member ``j`` agrees with member 0, for members ``m .. m + size - 1`` (``size``, 1 or
+    4, is a constant at each call site: numba prunes the other branch before typing); ``d = w0 + ...``
+    when ``m == 1``. Returns the largest of ``top`` and their labels."""
+    first = m == 1
+    q1 = _view(addrs[m] + label_size * s0, n, label_dtype)
+    u1 = weights[m]
+    if size == 4:
+        q2 = _view(addrs[m + 1] + label_size * s0, n, label_dtype)
+        q3 = _view(addrs[m + 2] + label_size * s0, n, label_dtype)
+        q4 = _view(addrs[m + 3] + label_size * s0, n, label_dtype)
+        u2 = weights[m + 1]
+        u3 = weights[m + 2]
+        u4 = weights[m + 3]
+    for i in range(n):
+        v0 = r0[i]
+        v1 = q1[i]
+        e = w0 if first else d[i]
+        e += u1 if v1 == v0 else zero
+        if size == 4:
+            v2 = q2[i]
+            v3 = q3[i]
+            v4 = q4[i]
+            e += u2 if v2 == v0 else zero
+            e += u3 if v3 == v0 else zero
+            e += u4 if v4 == v0 else zero
+            v1 = max(max(v1, v2), max(v3, v4))
+        d[i] = e
+        top = max(top, v1)
+    return top
