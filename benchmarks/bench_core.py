@@ -1,4 +1,4 @@
-"""Core-kernel benchmark: a thin script over :func:`medfuse.benchmark.run_benchmark` (same as ``medfuse bench``).
+"""Core-kernel benchmark: a thin script over :func:`medfuse.bench.runner.run_benchmark` (same as ``medfuse bench``).
 
     python benchmarks/bench_core.py                 # full sizes, a few minutes
     python benchmarks/bench_core.py --quick         # tiny sizes
@@ -14,7 +14,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medfuse.commands import bench
+    from medfuse.cli import bench
 
     parser = argparse.ArgumentParser(description=bench.HELP, epilog=bench.EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def test_quick_suite_runs() -> None:
-    from medfuse.benchmark import run_benchmark
+    from medfuse.bench import run_benchmark
 
     report = run_benchmark(quick=True)
     assert report.medfuse("fusion-float16") is not None

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     import cc3d
     from scipy import ndimage
 
-    from medfuse import postprocess
+    from medfuse.postprocess import components as postprocess
 
     shape = (64, 128, 128) if args.quick else (256, 512, 512)
     pred, source = label_map(shape)

@@ -65,10 +65,10 @@ def members_in_memory(shape: tuple[int, int, int], cache: Path) -> tuple[np.ndar
 
 
 def bench_memory(shape: tuple[int, int, int], cache: Path, repeat: int) -> dict[str, Any]:
-    from medfuse._search_engine import LoadedCase, process_case
-    from medfuse._search_stats import counts_from_confusion
     from medfuse.fusion import fuse_probabilities
     from medfuse.metrics import confusion_matrix
+    from medfuse.search.engine import LoadedCase, process_case
+    from medfuse.search.stats import counts_from_confusion
 
     stack, ref = members_in_memory(shape, cache)
     n_members, n_classes = stack.shape[:2]
@@ -142,11 +142,10 @@ def write_folders(root: Path, *, cases: int, shape: tuple[int, int, int]) -> lis
 
 def bench_folders(root: Path, *, cases: int, shape: tuple[int, int, int]) -> dict[str, Any]:
     from medfuse import io
-    from medfuse._search_engine import load_case, process_case
     from medfuse.fusion import fuse_probabilities
     from medfuse.geometry import paste_into_box
-    from medfuse.oof import assemble_oof
-    from medfuse.search import search_ensembles
+    from medfuse.search import assemble_oof, search_ensembles
+    from medfuse.search.engine import load_case, process_case
 
     folders = write_folders(root / "data", cases=cases, shape=shape)
     oof = assemble_oof(folders)

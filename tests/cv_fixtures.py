@@ -2,7 +2,7 @@
 
 A set is N phantom cases split into folds, and M simulated models, each a function
 ``(phantom, seed) -> (C, Z, Y, X) float16 probabilities`` in the full geometry. :func:`make_cv_set` keeps
-everything in memory (as an :class:`~medfuse.oof.OutOfFold`); :func:`write_cv_folders` lays it out on disk
+everything in memory (as an :class:`~medfuse.search.oof.OutOfFold`); :func:`write_cv_folders` lays it out on disk
 the way PaddleSeg MedicalSeg / nnU-Net v1 (or v2) cross-validation does.
 """
 
@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from medfuse import synthetic
 from medfuse.geometry import crop_to_box
-from medfuse.oof import OutOfFold
+from medfuse.search import OutOfFold
 
 Model = Callable[[synthetic.Phantom, int], NDArray[Any]]
 

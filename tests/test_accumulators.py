@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import reference_fusion as ref
+from _reference import twin_fusion as ref
 from medfuse import ValidationError
 from medfuse.fusion import ProbabilityAccumulator, VoteAccumulator, fuse_probabilities, majority_vote
 

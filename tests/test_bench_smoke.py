@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medfuse import ValidationError
-from medfuse.benchmark import SECTIONS, BenchmarkReport, Sizes, _resident, run_benchmark
+from medfuse.bench.runner import SECTIONS, BenchmarkReport, Sizes, _resident, run_benchmark
 
 TINY = Sizes(fusion=(3, 14, 8, 12, 12), vote=(3, 8, 12, 14), labels=14, dice=(8, 12, 14), bandwidth_bytes=1 << 20)
 
@@ -59,7 +59,7 @@ def test_only_and_bad_options():
 
 
 def test_bench_command_writes_json(tmp_path, capsys):
-    from medfuse.commands import bench
+    from medfuse.cli import bench
 
     parser = argparse.ArgumentParser()
     bench.configure(parser)

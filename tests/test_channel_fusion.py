@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medfuse._channel_fusion import ClassMajorMean, class_major_channels
 from medfuse.errors import FormatError, ValidationError
+from medfuse.fusion.classwise import ClassMajorMean, class_major_channels
 from medfuse.geometry import outside_box
 
 

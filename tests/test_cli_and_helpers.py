@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from medfuse._format import fmt, format_table
-from medfuse._progress import prefetch, progress_bar
+from medfuse._core.formatting import fmt, format_table
+from medfuse._core.progress import prefetch, progress_bar
 from medfuse.cli import build_parser, main
-from medfuse.commands._common import align_weights, read_weights_file
+from medfuse.cli._common import align_weights, read_weights_file
 from medfuse.errors import MedfuseError, ValidationError
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from medfuse import io
 from medfuse.cli import main
-from medfuse.demo import DEMO_MEMBERS, run_demo
 from medfuse.errors import ValidationError
+from medfuse.synthetic.demo import DEMO_MEMBERS, run_demo
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,15 @@ import numba
 import numpy as np
 import pytest
 
-import reference_fusion as ref
-from medfuse import ValidationError, fusion
+from _reference import twin_fusion as ref
+from medfuse import ValidationError
 from medfuse.fusion import (
     RANGE_TOLERANCE,
     average_probabilities,
     fuse_probabilities,
     softmax,
 )
+from medfuse.fusion import run as fusion
 
 
 def probabilities(rng, c, shape, dtype=np.float32, concentration=1.0):

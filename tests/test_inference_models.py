@@ -137,7 +137,7 @@ def test_importing_the_inference_package_is_light():
     import subprocess
     import sys
 
-    code = ("import sys, medfuse.inference, medfuse.commands.infer; "
+    code = ("import sys, medfuse.inference, medfuse.cli.infer; "
             "heavy = [m for m in ('paddle', 'scipy', 'numba', 'SimpleITK') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -255,7 +255,7 @@ def test_folder_end_to_end_is_read_back(json_models, image_folder, tmp_path):
 
 
 def test_predicted_folders_are_fused(json_models, image_folder, tmp_path):
-    from medfuse.ensemble import fuse_folders
+    from medfuse.folders import fuse_folders
 
     images, cases = image_folder
     Predictor(json_models["conv3d"], plans=PLANS, stage=1).predict_folder(
@@ -274,7 +274,7 @@ def test_labels_only_folder(models, image_folder, tmp_path):
     images, cases = image_folder
     Predictor(folders["conv3d"], plans=PLANS, stage=1).predict_folder(images, tmp_path / "out", progress=False,
                                                                       cases=["case_b"])
-    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["case_b.nii.gz"]
+    assert sorted(f.name for f in (tmp_path / "out").iterdir() if not f.name.startswith(".")) == ["case_b.nii.gz"]
     labels, geo = io.read_nifti(tmp_path / "out" / "case_b.nii.gz")
     assert labels.dtype == np.uint8 and geo.matches(cases["case_b"].geometry)
 

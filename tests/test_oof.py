@@ -11,8 +11,7 @@ import pytest
 import cv_fixtures as cvf
 from medfuse import io
 from medfuse.errors import CaseMismatchError, FormatError, GeometryMismatchError, ValidationError
-from medfuse.oof import assemble_oof
-from medfuse.search import search_ensembles
+from medfuse.search import assemble_oof, search_ensembles
 
 QUICK = {"n_bootstrap": 0, "learn_weights": "none", "class_selection": False, "postprocessing": "none"}
 

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import reference_postprocess as reference
+from _reference import twin_postprocess as reference
 from medfuse import FormatError, ValidationError
-from medfuse import postprocess as pp_module
 from medfuse.postprocess import (
     Postprocessing,
     apply_postprocessing,
     determine_postprocessing,
     keep_largest_component,
 )
+from medfuse.postprocess import components as pp_module
 from medfuse.synthetic import phantom, simulate_labels
 
 FORMATS_EXAMPLE = (

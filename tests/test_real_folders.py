@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from medfuse import io, synthetic
-from medfuse.ensemble import evaluate_folder, fuse_folders
+from medfuse.folders import evaluate_folder, fuse_folders
 from medfuse.geometry import Geometry
 
 pytestmark = pytest.mark.real_data

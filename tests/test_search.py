@@ -10,8 +10,7 @@ import pytest
 
 import cv_fixtures as cvf
 from medfuse.metrics import dice
-from medfuse.oof import OutOfFold
-from medfuse.search import Candidate, SearchResult, search_ensembles
+from medfuse.search import Candidate, OutOfFold, SearchResult, search_ensembles
 
 FAST = {"n_bootstrap": 200}
 

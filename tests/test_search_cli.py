@@ -12,10 +12,9 @@ import cv_fixtures as cvf
 from medfuse import io
 from medfuse.cli import main
 from medfuse.errors import ValidationError
-from medfuse.oof import OutOfFold
 from medfuse.postprocess import Postprocessing
-from medfuse.report import render_html, render_markdown, write_search_outputs
-from medfuse.search import search_ensembles
+from medfuse.search import OutOfFold, search_ensembles
+from medfuse.search.report import render_html, render_markdown, write_search_outputs
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +130,7 @@ def test_nan_probabilities():
     refs = {f"c{i}": np.pad(np.ones((2, 2, 2), np.uint8), 1) for i in range(3)}
     preds = {"m": {c: _soft(r) for c, r in refs.items()}, "n": {c: _soft(r) for c, r in refs.items()}}
     preds["n"]["c1"][1, 0, 0, 0] = np.nan
-    with pytest.raises(ValidationError, match=r"case 'c1': 'n' has probabilities that are NaN"):
+    with pytest.raises(ValidationError, match=r"case 'c1': model 'n' class 1 holds 1 non-finite value\(s\) \(NaN"):
         search_ensembles(_oof(preds, refs), n_bootstrap=0)
 
 
@@ -176,7 +175,7 @@ def test_prediction_box_that_does_not_fit():
 def test_fuse_folders_with_the_winner_reproduces_its_oof_score(roots: list[Path], cv: cvf.CVSet, tmp_path: Path):
     """End to end: the winner's members, weights and postprocessing, applied by medfuse.fuse_folders to
     each fold's validation predictions, give the OOF score the search reported."""
-    from medfuse.ensemble import fuse_folders
+    from medfuse.folders import fuse_folders
     from medfuse.metrics import dice
 
     res = search_ensembles(roots, n_bootstrap=0)

@@ -1,14 +1,14 @@
-"""The search kernels against their numpy twins (tests/search_reference.py)."""
+"""The search kernels against their numpy twins (tests/_reference/twin_search.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import search_reference as reference
-from medfuse._search_pass import CONTESTED, SAFE_MARGIN, run_case_pass, subset_masks, subset_steps
-from medfuse._search_weights import ContestedSet, fit_class_weights, fit_member_weights
+from _reference import twin_search as reference
 from medfuse.errors import ValidationError
+from medfuse.search.scoring import CONTESTED, SAFE_MARGIN, run_case_pass, subset_masks, subset_steps
+from medfuse.search.weights import ContestedSet, fit_class_weights, fit_member_weights
 
 
 def _members(rng, n_members, n_classes, n_vox, dtype, *, sharp=3.0):
@@ -154,7 +154,7 @@ def test_fitted_weights_never_score_below_their_start(rng):
     data = _contested(rng, 3, 4, 3000, 5)
     labels = [1, 2, 3]
     start = np.ones(3)
-    from medfuse._search_weights import score_counts
+    from medfuse.search.weights import score_counts
 
     start_score = score_counts(data.counts(np.repeat(start[:, None], 4, axis=1)), labels)
     w, score = fit_member_weights(data, start, labels=labels)

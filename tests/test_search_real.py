@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from medfuse import io, synthetic
-from medfuse.oof import OutOfFold
-from medfuse.search import search_ensembles
+from medfuse.search import OutOfFold, search_ensembles
 
 pytestmark = pytest.mark.real_data
 

@@ -1,4 +1,4 @@
-"""medfuse.staple: follows good raters, equals SimpleITK called directly, undecided voxels, bad input."""
+"""medfuse.fusion.staple: follows good raters, equals SimpleITK called directly, undecided voxels, bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from medfuse.errors import MissingDependencyError, ValidationError
-from medfuse.staple import staple, staple_binary
+from medfuse.fusion.staple import staple, staple_binary
 
 sitk = pytest.importorskip("SimpleITK")
 

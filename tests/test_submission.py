@@ -10,8 +10,8 @@ import pytest
 
 from medfuse import io, synthetic
 from medfuse.errors import CaseMismatchError, FormatError, GeometryMismatchError, ValidationError
+from medfuse.folders.submission import image_cases, make_submission, validate_submission
 from medfuse.geometry import Geometry
-from medfuse.submission import image_cases, make_submission, validate_submission
 
 
 @pytest.fixture

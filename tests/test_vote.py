@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 
-import reference_fusion as ref
+from _reference import twin_fusion as ref
 from medfuse import ValidationError
 from medfuse.fusion import majority_vote
 

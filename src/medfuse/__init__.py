@@ -5,13 +5,14 @@ Metrics (:func:`dice`, :func:`overlap`, :func:`confusion_matrix`), fusion (:func
 models write, ensemble search, and Paddle inference.
 
 ``import medfuse`` imports numpy only; submodules (and numba, which compiles kernels on first use) load
-when one of their names is first touched.
+when one of their names is first touched. The export list is ``__init__.pyi`` (what type checkers and
+IDEs read); ``tests/test_package.py`` checks the lazy table below against it.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._version import __version__
 from .errors import (
@@ -36,6 +37,9 @@ _LAZY: dict[str, str] = {
     "aggregate_cases": "metrics",
     "overlap_from_confusion": "metrics",
     "CaseSummary": "metrics",
+    "surface_metrics": "metrics",
+    "SurfaceResult": "metrics",
+    "LabelSurface": "metrics",
     # fusion
     "average_probabilities": "fusion",
     "fuse_probabilities": "fusion",
@@ -44,18 +48,18 @@ _LAZY: dict[str, str] = {
     "ProbabilityAccumulator": "fusion",
     "VoteAccumulator": "fusion",
     # staple
-    "staple": "staple",
-    "staple_binary": "staple",
+    "staple": "fusion.staple",
+    "staple_binary": "fusion.staple",
     # postprocessing
     "keep_largest_component": "postprocess",
     "apply_postprocessing": "postprocess",
     "Postprocessing": "postprocess",
     "determine_postprocessing": "postprocess",
     # folders
-    "fuse_folders": "ensemble",
-    "evaluate_folder": "evaluation",
-    "FusionReport": "ensemble",
-    "Evaluation": "evaluation",
+    "fuse_folders": "folders",
+    "evaluate_folder": "folders",
+    "FusionReport": "folders",
+    "Evaluation": "folders",
     # io
     "open_folder": "io",
     "read_nifti": "io",
@@ -63,20 +67,29 @@ _LAZY: dict[str, str] = {
     "write_v1_case": "io",
     "check_same_geometry": "io",
     # submission
-    "make_submission": "submission",
-    "validate_submission": "submission",
+    "make_submission": "folders",
+    "validate_submission": "folders",
     # inference
     "Predictor": "inference",
     # selection
     "search_ensembles": "search",
     "SearchResult": "search",
     "Candidate": "search",
-    "OutOfFold": "oof",
-    "assemble_oof": "oof",
+    "OutOfFold": "search",
+    "assemble_oof": "search",
 }
 
-_SUBMODULES = {"synthetic", "io", "inference", "metrics", "fusion", "postprocess", "ensemble", "search",
-               "staple", "geometry", "errors", "submission", "demo", "plots", "oof", "report", "evaluation"}
+# attribute -> submodule: today's rooms, and the module names of earlier releases (``medfuse.ensemble`` ...)
+_SUBMODULES: dict[str, str] = {
+    **{name: name for name in ("bench", "cli", "errors", "folders", "fusion", "geometry", "inference", "io",
+                               "metrics", "plots", "postprocess", "search", "synthetic")},
+    "demo": "synthetic.demo",
+    "ensemble": "folders.fuse",
+    "evaluation": "folders.evaluate",
+    "oof": "search.oof",
+    "report": "search.report",
+    "submission": "folders.submission",
+}
 
 __all__ = [
     "CaseMismatchError",
@@ -99,39 +112,9 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
+        return importlib.import_module(f".{_SUBMODULES[name]}", __name__)
     raise AttributeError(f"module 'medfuse' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(__all__) | _SUBMODULES)
-
-
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .ensemble import FusionReport, fuse_folders
-    from .evaluation import Evaluation, evaluate_folder
-    from .fusion import (
-        ProbabilityAccumulator,
-        VoteAccumulator,
-        average_probabilities,
-        fuse_probabilities,
-        majority_vote,
-        softmax,
-    )
-    from .inference import Predictor
-    from .io import check_same_geometry, open_folder, read_nifti, write_nifti, write_v1_case
-    from .metrics import (
-        CaseSummary,
-        LabelOverlap,
-        OverlapResult,
-        aggregate_cases,
-        confusion_matrix,
-        dice,
-        overlap,
-        overlap_from_confusion,
-    )
-    from .oof import OutOfFold, assemble_oof
-    from .postprocess import Postprocessing, apply_postprocessing, determine_postprocessing, keep_largest_component
-    from .search import Candidate, SearchResult, search_ensembles
-    from .staple import staple, staple_binary
-    from .submission import make_submission, validate_submission
+    return sorted(set(__all__) | set(_SUBMODULES))

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 __all__ = [
     "CaseMismatchError",
+    "FolderLockedError",
     "FormatError",
     "GeometryMismatchError",
     "MedfuseError",
     "MissingDependencyError",
+    "OutputError",
     "UnsafePickleError",
     "ValidationError",
 ]
@@ -47,3 +49,36 @@ class UnsafePickleError(FormatError):
 
 class MissingDependencyError(MedfuseError, ImportError):
     """An optional dependency is not installed; the message names the pip extra to install."""
+
+
+class OutputError(MedfuseError, OSError):
+    """The operating system refused an operation on a file or folder (disk full, read-only, no permission,
+    a folder where a file was expected, file-size limit...), or a file just written did not verify.
+
+    The message names the path, the operation ("create folder", "write", "fsync", "rename", "read",
+    "verify"), the errno name and text (``ENOSPC (No space left on device)``) and the fix. The attributes
+    ``errno``, ``strerror`` and ``filename`` are those of the underlying :class:`OSError` (``errno`` is
+    None when a verification failed); ``operation`` is the operation. Build one with
+    :func:`medfuse._core.oserrors.output_error`.
+    """
+
+    operation: str | None = None
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:  # keep errno & co. across processes
+        return _rebuild_output_error, (type(self), self.args, self.errno, self.strerror, self.filename,
+                                       self.operation)
+
+
+def _rebuild_output_error(cls: type[OutputError], args: tuple[object, ...], code: int | None,
+                          strerror: str | None, filename: str | None, operation: str | None) -> OutputError:
+    err = cls(*args)
+    err.errno, err.strerror, err.filename, err.operation = code, strerror, filename, operation
+    return err
+
+
+
+class FolderLockedError(ValidationError):
+    """Another run holds the output folder's lock (one folder, one run at a time); the message names it."""

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._optional import import_optional
+from ._core.optional import import_optional
 
 __all__ = ["dice_boxplot", "per_label_values"]
 
@@ -67,10 +67,12 @@ def dice_boxplot(
     if len(data) > 1:
         ax.legend(loc="lower left", fontsize="small")
     fig.tight_layout()
+    from ._core.atomic import atomic_write
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        with atomic_write(out) as tmp:  # verified: PNG signature and final IEND chunk
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return out

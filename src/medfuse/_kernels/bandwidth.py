@@ -1,4 +1,4 @@
-"""Memory read bandwidth probe for the benchmark (private; see :mod:`medfuse.benchmark`).
+"""Memory read bandwidth probe for the benchmark (private; see :mod:`medfuse.bench.runner`).
 
 A sum of 64-bit integers (wrapping): an integer reduction LLVM vectorises without fastmath, so the
 loop runs at the speed memory delivers the data. Run on every thread over contiguous chunks, it gives

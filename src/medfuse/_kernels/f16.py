@@ -18,11 +18,9 @@ from llvmlite import ir  # type: ignore[import-untyped]
 from numba import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["ONE_BITS", "_bits_to_float32"]
+from .kinds import ONE_BITS
 
-#: bit pattern of 1.0 per bit width: a value ``v`` of that float type lies in ``[+0, 1]`` and is finite
-#: exactly when ``bits(v) <= ONE_BITS[width]`` (negative zero excepted, which has the sign bit set).
-ONE_BITS = {16: 0x3C00, 32: 0x3F800000}
+__all__ = ["ONE_BITS", "_bits_to_float32"]
 
 
 def _bits_to_float32(bits):

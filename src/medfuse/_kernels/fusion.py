@@ -47,7 +47,7 @@ One flat function, on purpose
 Arithmetic
     ``acc = 0; acc += w[m, c] * p_m[c]`` for m = 0, 1, ... in float32, never contracted to FMA (no
     fastmath); a hard member adds ``w[m, c]`` where its label is ``c`` and ``0`` elsewhere. The numpy
-    twin in ``tests/reference_fusion.py`` does exactly the same operations, so results are bit-identical.
+    twin in ``tests/_reference/twin_fusion.py`` does exactly the same operations, so results are bit-identical.
     float16 is read as uint16 and converted in registers (:mod:`medfuse._kernels.f16`).
 Checks, in the same pass
     * range and finiteness of every value: the maximum raw bit pattern per member. A float is finite
@@ -67,12 +67,11 @@ import numpy as np
 
 from . import jit
 from .f16 import _bits_to_float32
+from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
 from .raw import _prefetch, _view
 
 __all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chunks"]
 
-#: member kinds (the ``kinds`` array of :func:`_fuse_chunks`)
-KIND_F16, KIND_F32, KIND_U8, KIND_U16 = 0, 1, 2, 3
 #: bytes per item of each kind
 ITEMSIZE = (2, 4, 1, 2)
 #: the 4- and 5-member loops that fold the argmax run in steps of STEP_BYTES per member (4 cache lines),

@@ -1,6 +1,6 @@
 """Kernels of the ensemble search: every subset of members scored in one pass, and weighted re-scoring.
 
-No validation here: :mod:`medfuse.search` and :mod:`medfuse._search_weights` normalise dtypes and layouts.
+No validation here: :mod:`medfuse.search` and :mod:`medfuse.search.weights` normalise dtypes and layouts.
 
 Layouts
 -------
@@ -41,7 +41,7 @@ def _argmax_rows(rows, n, best, arg):
 @jit
 def _subset_chunks(k0, k1, t, probs, ref, level, member, chunk, keep, limit, cm_sub, cm_unan, cm_safe,
                    labels, n_bad, rows, out):
-    """Chunks ``k0 .. k1`` of the subset pass (thread ``t``); see :func:`medfuse._search_pass.run_case_pass`.
+    """Chunks ``k0 .. k1`` of the subset pass (thread ``t``); see :func:`medfuse.search.scoring.run_case_pass`.
 
     The flat indices of the contested voxels of these chunks go to ``rows`` (in order) and their raw
     values to ``out`` (n, M, C), gathered while the chunk is in cache, as long as there is room; returns

@@ -9,53 +9,54 @@ The main entry point is :class:`Predictor`::
 
 The building blocks are public too: :func:`plan_config` (the pure Paddle configuration decision),
 :func:`find_models` / :func:`read_signature`, :func:`load_plans`, :func:`preprocess`,
-:func:`predict_sliding_window`, :func:`cascade_channels`. Paddle is imported only when a model is loaded.
+:func:`predict_sliding_window`, :func:`cascade_channels`; smaller helpers (resampling, tiles, mirror axes)
+stay importable here and are documented in their modules. Paddle is imported only when a model is loaded.
 """
 
 from __future__ import annotations
 
+# ``name as name``: plumbing kept importable from here for code written against earlier releases, but not
+# part of the documented surface (``__all__``).
 from .cascade import cascade_channels
-from .casefiles import find_cases
-from .config import ConfigPlan, PaddleEnvironment, apply_config, plan_config
-from .models import LoadedModel, ModelFiles, ModelSignature, find_model, find_models, load_model, read_signature
-from .plans import IntensityProperties, Plans, StagePlan, load_plans
-from .preprocess import PreprocessedCase, nonzero_bbox, normalize, preprocess
-from .resample import resample_volume, resize_labels, separate_z_axis
+from .casefiles import find_cases as find_cases
+from .config import ConfigPlan, PaddleEnvironment, plan_config
+from .config import apply_config as apply_config
+from .models import LoadedModel, ModelSignature, find_model, find_models, load_model, read_signature
+from .models import ModelFiles as ModelFiles
+from .plans import IntensityProperties as IntensityProperties
+from .plans import Plans, load_plans
+from .plans import StagePlan as StagePlan
+from .preprocess import PreprocessedCase, preprocess
+from .preprocess import nonzero_bbox as nonzero_bbox
+from .preprocess import normalize as normalize
+from .resample import resample_volume as resample_volume
+from .resample import resize_labels as resize_labels
+from .resample import separate_z_axis as separate_z_axis
 from .results import CasePrediction, InferenceReport, Timings
 from .runner import Predictor
-from .sliding import gaussian_importance_map, mirror_combinations, predict_sliding_window, tile_starts
+from .sliding import gaussian_importance_map as gaussian_importance_map
+from .sliding import mirror_combinations as mirror_combinations
+from .sliding import predict_sliding_window
+from .sliding import tile_starts as tile_starts
 
 __all__ = [
     "CasePrediction",
     "ConfigPlan",
     "InferenceReport",
-    "IntensityProperties",
     "LoadedModel",
-    "ModelFiles",
     "ModelSignature",
     "PaddleEnvironment",
     "Plans",
     "Predictor",
     "PreprocessedCase",
-    "StagePlan",
     "Timings",
-    "apply_config",
     "cascade_channels",
-    "find_cases",
     "find_model",
     "find_models",
-    "gaussian_importance_map",
     "load_model",
     "load_plans",
-    "mirror_combinations",
-    "nonzero_bbox",
-    "normalize",
     "plan_config",
     "predict_sliding_window",
     "preprocess",
     "read_signature",
-    "resample_volume",
-    "resize_labels",
-    "separate_z_axis",
-    "tile_starts",
 ]

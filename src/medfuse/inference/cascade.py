@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._validation import as_label_map, describe
+from .._core.validation import as_label_map, describe
 from ..errors import GeometryMismatchError, ValidationError
 from ..geometry import crop_to_box
 from .resample import resize_labels

@@ -24,6 +24,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .._core.validation import as_threads
 from ..errors import ValidationError
 
 __all__ = [
@@ -76,7 +77,7 @@ class PaddleEnvironment:
     @classmethod
     def detect(cls) -> PaddleEnvironment:
         """Ask the installed Paddle (imports it)."""
-        from .models import import_paddle, paddle_version
+        from ._paddle import import_paddle, paddle_version
 
         paddle = import_paddle()
         cuda = bool(paddle.is_compiled_with_cuda())
@@ -179,12 +180,51 @@ def plan_config(
     -------
     ConfigPlan
     """
+    _check_options(device=device, onednn=onednn, model_format=model_format, gpu_id=gpu_id)
+    _check_readable(environment, model_format, pir_version)
+    threads = as_threads(threads)
+    notes: list[str] = []
+    use_gpu = _use_gpu(environment, device, notes)
+    mem_optim = bool(memory_optim)
+    if mem_optim and model_format == "json":
+        mem_optim = False
+        notes.append("memory optimisation off: enable_memory_optim() breaks model.json (PIR) programs")
+    if use_gpu:
+        if gpu_id >= environment.gpu_count:
+            raise ValidationError(
+                f"`gpu_id` must be below the number of visible GPUs ({environment.gpu_count}); got {gpu_id}."
+            )
+        if onednn == "on":
+            notes.append("oneDNN is a CPU library: ignored on the GPU")
+        return ConfigPlan(device="gpu", gpu_id=int(gpu_id), gpu_memory_mb=int(gpu_memory_mb), fp16=bool(fp16),
+                          threads=1, onednn=False, memory_optim=mem_optim, notes=tuple(notes))
+    if fp16:
+        if device == "cpu":
+            raise ValidationError("`fp16=True` needs the GPU; Paddle Inference runs float32 on the CPU. "
+                                  "Drop fp16 or use device='gpu'.")
+        notes.append("fp16 dropped: it needs a GPU")
+    n_threads = threads if threads is not None else (cores if cores is not None else available_cores())
+    if threads is None:
+        notes.append(f"CPU threads: {n_threads} (every available core)")
+    use_onednn = _use_onednn(onednn, model_format=model_format, input_dtype=input_dtype, model_ops=model_ops,
+                             notes=notes)
+    return ConfigPlan(device="cpu", threads=n_threads, onednn=use_onednn, memory_optim=mem_optim,
+                      notes=tuple(notes))
+
+
+def _check_options(*, device: object, onednn: object, model_format: object, gpu_id: int) -> None:
     if device not in ("auto", "gpu", "cpu"):
         raise ValidationError(f"`device` must be 'auto', 'gpu' or 'cpu'; got {device!r}.")
     if onednn not in ("auto", "on", "off"):
         raise ValidationError(f"`onednn` must be 'auto', 'on' or 'off'; got {onednn!r}.")
     if model_format not in ("json", "pdmodel"):
         raise ValidationError(f"`model_format` must be 'json' or 'pdmodel'; got {model_format!r}.")
+    if gpu_id < 0:
+        raise ValidationError(f"`gpu_id` must be >= 0; got {gpu_id}.")
+
+
+def _check_readable(environment: PaddleEnvironment, model_format: ModelFormat, pir_version: int | None) -> None:
+    """Refuse a ``json`` (PIR) program the installed Paddle cannot read."""
     version = tuple(environment.version)
     dev_build = version == (0, 0, 0)
     if model_format == "json" and not dev_build and version < (3, 0, 0):
@@ -203,13 +243,9 @@ def plan_config(
             f"{readable}). Upgrade Paddle ({upgrade}), or re-export the model as model.pdmodel "
             "(FLAGS_enable_pir_api=0), which every Paddle version reads."
         )
-    notes: list[str] = []
-    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
-        raise ValidationError(f"`threads` must be a positive integer; got {threads!r}.")
-    if gpu_id < 0:
-        raise ValidationError(f"`gpu_id` must be >= 0; got {gpu_id}.")
 
-    use_gpu: bool
+
+def _use_gpu(environment: PaddleEnvironment, device: Device, notes: list[str]) -> bool:
     if device == "gpu":
         if not environment.cuda:
             raise ValidationError(
@@ -223,40 +259,18 @@ def plan_config(
                 "`device='gpu'`: Paddle is built with CUDA but sees no GPU (check the driver and "
                 "CUDA_VISIBLE_DEVICES), or use device='cpu'."
             )
-        use_gpu = True
-    elif device == "auto":
+        return True
+    if device == "auto":
         use_gpu = environment.cuda and environment.gpu_count > 0
         if not use_gpu:
             why = "Paddle is a CPU-only build" if not environment.cuda else "no GPU is visible"
             notes.append(f"device 'auto': {why}, running on the CPU")
-    else:
-        use_gpu = False
+        return use_gpu
+    return False
 
-    mem_optim = bool(memory_optim)
-    if mem_optim and model_format == "json":
-        mem_optim = False
-        notes.append("memory optimisation off: enable_memory_optim() breaks model.json (PIR) programs")
 
-    if use_gpu:
-        if gpu_id >= environment.gpu_count:
-            raise ValidationError(
-                f"`gpu_id` must be below the number of visible GPUs ({environment.gpu_count}); got {gpu_id}."
-            )
-        if onednn == "on":
-            notes.append("oneDNN is a CPU library: ignored on the GPU")
-        return ConfigPlan(device="gpu", gpu_id=int(gpu_id), gpu_memory_mb=int(gpu_memory_mb), fp16=bool(fp16),
-                          threads=1, onednn=False, memory_optim=mem_optim, notes=tuple(notes))
-
-    if fp16:
-        if device == "cpu":
-            raise ValidationError("`fp16=True` needs the GPU; Paddle Inference runs float32 on the CPU. "
-                                  "Drop fp16 or use device='gpu'.")
-        notes.append("fp16 dropped: it needs a GPU")
-    n_cores = cores if cores is not None else available_cores()
-    n_threads = int(threads) if threads is not None else n_cores
-    if threads is None:
-        notes.append(f"CPU threads: {n_threads} (every available core)")
-
+def _use_onednn(onednn: OneDNN, *, model_format: ModelFormat, input_dtype: str, model_ops: Collection[str],
+                notes: list[str]) -> bool:
     blockers: list[str] = []
     if str(input_dtype) == "float64":
         blockers.append("the model takes float64 input, which oneDNN rejects")
@@ -268,11 +282,9 @@ def plan_config(
             f"`onednn='on'` cannot work for this model: {'; '.join(blockers)}. Use onednn='auto' or 'off'"
             + (", or re-export the model as model.pdmodel (FLAGS_enable_pir_api=0)" if bad_ops else "") + "."
         )
-    use_onednn = onednn == "on" or (onednn == "auto" and not blockers)
     if onednn == "auto" and blockers:
         notes.append(f"oneDNN off ({'; '.join(blockers)}): expect a slower CPU run")
-    return ConfigPlan(device="cpu", threads=n_threads, onednn=use_onednn, memory_optim=mem_optim,
-                      notes=tuple(notes))
+    return onednn == "on" or (onednn == "auto" and not blockers)
 
 
 def apply_config(plan: ConfigPlan, config: Any) -> Any:

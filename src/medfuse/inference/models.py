@@ -22,14 +22,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .._optional import import_optional
 from ..errors import FormatError, ValidationError
+from ._paddle import import_paddle, paddle_version
 from .config import ConfigPlan, ModelFormat, apply_config
 
 __all__ = [
@@ -113,21 +112,6 @@ class ModelSignature:
         if self.input_shape is None or any(s < 1 for s in self.input_shape[2:]):
             return None
         return self.input_shape[2:]
-
-
-def import_paddle() -> ModuleType:
-    """``paddle`` (lazy, with an install hint when missing)."""
-    return import_optional("paddle", purpose="running exported Paddle models")
-
-
-def paddle_version() -> tuple[int, int, int]:
-    """Installed Paddle's ``(major, minor, patch)``; ``(0, 0, 0)`` for a development build."""
-    paddle = import_paddle()
-    text = str(getattr(paddle, "__version__", "0.0.0"))
-    nums = [int(m) for m in re.findall(r"\d+", text)[:3]]
-    while len(nums) < 3:
-        nums.append(0)
-    return (nums[0], nums[1], nums[2])
 
 
 def _read_deploy(path: Path) -> dict[str, str]:

@@ -131,111 +131,130 @@ class Plans:
     def from_dict(cls, plans: Mapping[str, Any], *, source: str | None = None) -> Plans:
         """Typed plans from the unpickled plans dict (see :func:`load_plans`)."""
         where = f" in {source}" if source else ""
-
-        def need(mapping: Mapping[Any, Any], key: str, what: str = "the plans") -> Any:
-            if not isinstance(mapping, Mapping) or key not in mapping:
-                raise FormatError(f"{what}{where} have no `{key}` entry; is this an nnU-Net v1 plans file?")
-            return mapping[key]
-
-        modalities_raw = need(plans, "modalities")
-        try:
-            mod_keys = sorted(int(k) for k in modalities_raw)
-        except (TypeError, ValueError):
-            raise FormatError(f"`modalities`{where} must map 0, 1, ... to names; got {modalities_raw!r}.") from None
-        if mod_keys != list(range(len(mod_keys))) or not mod_keys:
-            raise FormatError(f"`modalities`{where} must be numbered 0..M-1; got keys {mod_keys}.")
-        modalities = tuple(str(modalities_raw[k]) for k in mod_keys)
-
-        schemes_raw = need(plans, "normalization_schemes")
-        schemes: list[str] = []
-        for k in mod_keys:
-            s = schemes_raw.get(k) if isinstance(schemes_raw, Mapping) else None
-            if s is None:
-                raise FormatError(f"`normalization_schemes`{where} has no entry for modality {k}.")
-            s = str(s)
-            if s not in KNOWN_SCHEMES:
-                raise ValidationError(
-                    f"normalisation scheme of modality {k} ({modalities[k]!r}){where} must be one of "
-                    f"{list(KNOWN_SCHEMES)}; got {s!r}. medfuse reproduces nnU-Net v1's schemes only; check that "
-                    "this is the plans file the models were trained with."
-                )
-            schemes.append(s)
-
+        modalities, mod_keys = _modalities(plans, where)
+        schemes = _schemes(plans, mod_keys, modalities, where)
         mask_raw = plans.get("use_mask_for_norm") or {}
         use_mask = tuple(bool(mask_raw.get(k, False)) if isinstance(mask_raw, Mapping) else False
                          for k in mod_keys)
-
-        dataset = plans.get("dataset_properties") or {}
-        intensity_raw = dataset.get("intensityproperties") if isinstance(dataset, Mapping) else None
-        intensity: list[IntensityProperties | None] = []
-        for k, scheme in zip(mod_keys, schemes, strict=True):
-            props = intensity_raw.get(k) if isinstance(intensity_raw, Mapping) else None
-            if props is None:
-                if scheme in ("CT", "CT2"):
-                    raise FormatError(
-                        f"modality {k} uses `{scheme}` normalisation, which needs the dataset's intensity "
-                        f"statistics, but `dataset_properties['intensityproperties'][{k}]` is missing{where}."
-                    )
-                intensity.append(None)
-                continue
-            try:
-                intensity.append(IntensityProperties(
-                    mean=float(props["mean"]), sd=float(props["sd"]),
-                    percentile_00_5=float(props["percentile_00_5"]),
-                    percentile_99_5=float(props["percentile_99_5"]),
-                ))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise FormatError(
-                    f"intensity properties of modality {k}{where} need mean, sd, percentile_00_5 and "
-                    f"percentile_99_5; reading them failed ({exc!r})."
-                ) from None
-            if scheme == "CT" and not intensity[-1].sd > 0:  # type: ignore[union-attr]
-                raise FormatError(f"`sd` of modality {k}{where} must be positive; got {props['sd']!r}.")
-
-        num_classes = plans.get("num_classes")
-        if num_classes is None:
-            classes = need(plans, "all_classes")
-            num_classes = len(classes)
-        try:
-            num_classes = int(num_classes)
-        except (TypeError, ValueError):
-            raise FormatError(f"`num_classes`{where} must be an integer; got {num_classes!r}.") from None
-        if num_classes < 1:
-            raise FormatError(f"`num_classes`{where} must be >= 1; got {num_classes}.")
-
+        intensity = _intensities(plans, mod_keys, schemes, where)
+        num_classes = _num_classes(plans, where)
         tf = _permutation(plans.get("transpose_forward", (0, 1, 2)), "transpose_forward", where)
         tb = _permutation(plans.get("transpose_backward", tuple(int(i) for i in np.argsort(tf))),
                           "transpose_backward", where)
         if tuple(tf[i] for i in tb) != (0, 1, 2):
             raise FormatError(f"`transpose_backward` {list(tb)} must undo `transpose_forward` {list(tf)}{where}.")
-
-        stages_raw = need(plans, "plans_per_stage")
-        try:
-            stage_keys = sorted(int(k) for k in stages_raw)
-        except (TypeError, ValueError):
-            raise FormatError(f"`plans_per_stage`{where} must be keyed 0, 1, ...") from None
-        stages: list[StagePlan] = []
-        for k in stage_keys:
-            st = stages_raw[k]
-            patch = tuple(int(v) for v in np.asarray(need(st, "patch_size", f"stage {k}")).ravel())
-            spacing = tuple(float(v) for v in np.asarray(need(st, "current_spacing", f"stage {k}")).ravel())
-            if len(patch) not in (2, 3) or any(p < 1 for p in patch):
-                raise FormatError(f"`patch_size` of stage {k}{where} must be 2 or 3 positive ints; got {patch}.")
-            if len(spacing) != 3 or not all(np.isfinite(spacing)) or any(s <= 0 for s in spacing):
-                raise FormatError(
-                    f"`current_spacing` of stage {k}{where} must be 3 positive numbers; got {spacing}."
-                )
-            batch = int(st.get("batch_size", 2)) if isinstance(st, Mapping) else 2
-            stages.append(StagePlan(index=k, patch_size=patch, spacing=(spacing[0], spacing[1], spacing[2]),
-                                    batch_size=max(1, batch)))
-        if not stages:
-            raise FormatError(f"`plans_per_stage`{where} is empty.")
         return cls(
             modalities=modalities, normalization_schemes=tuple(schemes), use_mask_for_norm=use_mask,
             intensity_properties=tuple(intensity), num_classes=num_classes, transpose_forward=tf,
-            transpose_backward=tb, stages=tuple(stages),
+            transpose_backward=tb, stages=tuple(_stages(plans, where)),
             preprocessor_name=str(plans.get("preprocessor_name") or "GenericPreprocessor"), source=source,
         )
+
+
+def _need(mapping: Mapping[Any, Any], key: str, where: str, what: str = "the plans") -> Any:
+    if not isinstance(mapping, Mapping) or key not in mapping:
+        raise FormatError(f"{what}{where} have no `{key}` entry; is this an nnU-Net v1 plans file?")
+    return mapping[key]
+
+
+def _modalities(plans: Mapping[str, Any], where: str) -> tuple[tuple[str, ...], list[int]]:
+    modalities_raw = _need(plans, "modalities", where)
+    try:
+        mod_keys = sorted(int(k) for k in modalities_raw)
+    except (TypeError, ValueError):
+        raise FormatError(f"`modalities`{where} must map 0, 1, ... to names; got {modalities_raw!r}.") from None
+    if mod_keys != list(range(len(mod_keys))) or not mod_keys:
+        raise FormatError(f"`modalities`{where} must be numbered 0..M-1; got keys {mod_keys}.")
+    modalities = tuple(str(modalities_raw[k]) for k in mod_keys)
+    return modalities, mod_keys
+
+
+def _schemes(plans: Mapping[str, Any], mod_keys: list[int], modalities: tuple[str, ...], where: str) -> list[str]:
+    schemes_raw = _need(plans, "normalization_schemes", where)
+    schemes: list[str] = []
+    for k in mod_keys:
+        s = schemes_raw.get(k) if isinstance(schemes_raw, Mapping) else None
+        if s is None:
+            raise FormatError(f"`normalization_schemes`{where} has no entry for modality {k}.")
+        s = str(s)
+        if s not in KNOWN_SCHEMES:
+            raise ValidationError(
+                f"normalisation scheme of modality {k} ({modalities[k]!r}){where} must be one of "
+                f"{list(KNOWN_SCHEMES)}; got {s!r}. medfuse reproduces nnU-Net v1's schemes only; check that "
+                "this is the plans file the models were trained with."
+            )
+        schemes.append(s)
+    return schemes
+
+
+def _intensities(plans: Mapping[str, Any], mod_keys: list[int], schemes: list[str], where: str
+                 ) -> list[IntensityProperties | None]:
+    dataset = plans.get("dataset_properties") or {}
+    intensity_raw = dataset.get("intensityproperties") if isinstance(dataset, Mapping) else None
+    intensity: list[IntensityProperties | None] = []
+    for k, scheme in zip(mod_keys, schemes, strict=True):
+        props = intensity_raw.get(k) if isinstance(intensity_raw, Mapping) else None
+        if props is None:
+            if scheme in ("CT", "CT2"):
+                raise FormatError(
+                    f"modality {k} uses `{scheme}` normalisation, which needs the dataset's intensity "
+                    f"statistics, but `dataset_properties['intensityproperties'][{k}]` is missing{where}."
+                )
+            intensity.append(None)
+            continue
+        try:
+            intensity.append(IntensityProperties(
+                mean=float(props["mean"]), sd=float(props["sd"]),
+                percentile_00_5=float(props["percentile_00_5"]),
+                percentile_99_5=float(props["percentile_99_5"]),
+            ))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(
+                f"intensity properties of modality {k}{where} need mean, sd, percentile_00_5 and "
+                f"percentile_99_5; reading them failed ({exc!r})."
+            ) from None
+        if scheme == "CT" and not intensity[-1].sd > 0:  # type: ignore[union-attr]
+            raise FormatError(f"`sd` of modality {k}{where} must be positive; got {props['sd']!r}.")
+    return intensity
+
+
+def _num_classes(plans: Mapping[str, Any], where: str) -> int:
+    num_classes = plans.get("num_classes")
+    if num_classes is None:
+        classes = _need(plans, "all_classes", where)
+        num_classes = len(classes)
+    try:
+        num_classes = int(num_classes)
+    except (TypeError, ValueError):
+        raise FormatError(f"`num_classes`{where} must be an integer; got {num_classes!r}.") from None
+    if num_classes < 1:
+        raise FormatError(f"`num_classes`{where} must be >= 1; got {num_classes}.")
+    return num_classes
+
+
+def _stages(plans: Mapping[str, Any], where: str) -> list[StagePlan]:
+    stages_raw = _need(plans, "plans_per_stage", where)
+    try:
+        stage_keys = sorted(int(k) for k in stages_raw)
+    except (TypeError, ValueError):
+        raise FormatError(f"`plans_per_stage`{where} must be keyed 0, 1, ...") from None
+    stages: list[StagePlan] = []
+    for k in stage_keys:
+        st = stages_raw[k]
+        patch = tuple(int(v) for v in np.asarray(_need(st, "patch_size", where, f"stage {k}")).ravel())
+        spacing = tuple(float(v) for v in np.asarray(_need(st, "current_spacing", where, f"stage {k}")).ravel())
+        if len(patch) not in (2, 3) or any(p < 1 for p in patch):
+            raise FormatError(f"`patch_size` of stage {k}{where} must be 2 or 3 positive ints; got {patch}.")
+        if len(spacing) != 3 or not all(np.isfinite(spacing)) or any(s <= 0 for s in spacing):
+            raise FormatError(
+                f"`current_spacing` of stage {k}{where} must be 3 positive numbers; got {spacing}."
+            )
+        batch = int(st.get("batch_size", 2)) if isinstance(st, Mapping) else 2
+        stages.append(StagePlan(index=k, patch_size=patch, spacing=(spacing[0], spacing[1], spacing[2]),
+                                batch_size=max(1, batch)))
+    if not stages:
+        raise FormatError(f"`plans_per_stage`{where} is empty.")
+    return stages
 
 
 def _permutation(value: Any, name: str, where: str) -> tuple[int, int, int]:

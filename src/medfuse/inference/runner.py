@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -25,8 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .._progress import progress_bar
-from .._validation import describe
+from .._core.validation import describe
 from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry, paste_into_box
 from .cascade import cascade_channels
@@ -544,8 +542,9 @@ class Predictor:
         Writes ``<case>.nii.gz`` (uint8 labels, original geometry) and, with ``save_probabilities``,
         ``<case>.npz`` (``softmax``, float16, crop box) and ``<case>.pkl`` (properties), plus a copy of the
         plans file: the folder :func:`medfuse.fuse_folders` and PaddleSeg's ensembling read. Everything is
-        checked (files, headers, low-res segmentations) before the first case is computed; finished cases
-        are skipped on a re-run unless ``overwrite``.
+        checked (files, headers, low-res segmentations) before the first case is computed. The folder is
+        locked for the run, and a re-run skips the cases its journal records as finished with the same
+        settings and unchanged files (see :func:`medfuse.fuse_folders`) unless ``overwrite``.
 
         Parameters
         ----------
@@ -566,7 +565,6 @@ class Predictor:
         -------
         InferenceReport
         """
-        io = _io()
         found = find_cases(images, num_modalities=self.plans.num_modalities)
         if cases is not None:
             missing = sorted(set(cases) - set(found))
@@ -579,35 +577,13 @@ class Predictor:
         self._check_lowres_given(lowres is not None, image="image", what="prediction folder")
         low_files = find_lowres(lowres, found) if lowres is not None else {}
         check_headers(found, low_files)  # a bad case fails now, not after an hour of prediction
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if self._plans_source is not None:
-            src = Path(self._plans_source)
-            dst = out_dir / src.name
-            if not dst.exists() or overwrite:
-                with io.atomic_write(dst) as tmp:
-                    shutil.copyfile(src, tmp)
-        written: list[str] = []
-        skipped: list[str] = []
-        total = Timings()
-        for case in progress_bar(list(found), enabled=progress, total=len(found), desc="infer"):
-            done = (out_dir / f"{case}.nii.gz").is_file() and (
-                not save_probabilities or ((out_dir / f"{case}.npz").is_file() and (out_dir / f"{case}.pkl").is_file())
-            )
-            if done and not overwrite:
-                skipped.append(case)
-                continue
-            pred = self.predict_files(found[case], lowres=low_files.get(case), probability_dtype=np.float16,
-                                      keep_probabilities=save_probabilities)
-            t0 = time.perf_counter()
-            extra = pred.properties()
-            extra["list_of_data_files"] = [str(f) for f in found[case]]
-            io.write_v1_case(out_dir, case, probabilities=pred.probabilities if save_probabilities else None,
-                             labels=pred.labels, geometry=pred.geometry, crop_bbox=pred.crop_bbox,
-                             extra_properties=extra)
-            total = total + pred.timings + Timings(write=time.perf_counter() - t0)
-            written.append(case)
-        return InferenceReport(output=out_dir, written=tuple(written), skipped=tuple(skipped),
-                               timings=total, config=self.config, models=self.models)
+        from .folder_run import predict_folder_settings, run_folder
+
+        plans = None if self._plans_source is None else Path(self._plans_source)
+        low = None if lowres is None else Path(lowres)
+        settings = predict_folder_settings(self, Path(images), low, plans=plans, save_probabilities=save_probabilities)
+        return run_folder(self, found, low_files, out_dir, settings=settings, plans=plans,
+                          save_probabilities=save_probabilities, overwrite=overwrite, progress=progress)
 
 
 def _with_timings(pred: CasePrediction, timings: Timings) -> CasePrediction:

@@ -5,40 +5,42 @@
   or streamed one class channel at a time), labels. :func:`check_same_geometry` checks members agree.
 - :func:`read_nifti` / :func:`write_nifti` / :func:`read_geometry`: SimpleITK, exact geometry, atomic.
 - :func:`load_pickle` / :func:`save_pickle`: properties files through a restricted unpickler.
-- :func:`read_npz` / :func:`npz_member`: streamed npz members with fast inflate (isal / zlib-ng).
+- :func:`read_npz`: npz members with fast inflate (isal / zlib-ng); streaming in :mod:`.npz`.
 - :func:`write_v1_case` / :func:`write_v2_case` / :func:`v1_properties`: write cases as the models do.
-- :func:`atomic_write`: temporary file + ``os.replace``.
+- Plumbing (importable here, documented in its module): :mod:`.atomic` (temporary file + ``os.replace``),
+  :mod:`.jsonfile`, the npz streams of :mod:`.npz`.
 
 This package imports numpy and the standard library only; SimpleITK, isal and zlib-ng load on first use.
 """
 
 from __future__ import annotations
 
-from .atomic import atomic_write, is_temporary
+# ``name as name``: plumbing kept importable from here for code written against earlier releases, but not
+# part of the documented surface (``__all__``).
+from .._core.atomic import atomic_write as atomic_write
+from .._core.atomic import is_temporary as is_temporary
 from .folders import CaseSource, Layout, PredictionFolder, check_same_geometry, open_folder
-from .nifti import label_map_files, read_geometry, read_nifti, write_nifti
-from .npz import InflateBackend, NpzMember, inflate_backend, iter_npz_channels, npz_keys, npz_member, read_npz
-from .pickles import load_pickle, loads_pickle, save_pickle
+from .nifti import label_map_files as label_map_files
+from .nifti import read_geometry, read_nifti, write_nifti
+from .npz import InflateBackend as InflateBackend
+from .npz import NpzMember as NpzMember
+from .npz import inflate_backend as inflate_backend
+from .npz import iter_npz_channels as iter_npz_channels
+from .npz import npz_keys as npz_keys
+from .npz import npz_member as npz_member
+from .npz import read_npz
+from .pickles import load_pickle, save_pickle
+from .pickles import loads_pickle as loads_pickle
 from .v1 import WrittenCase, v1_properties, write_v1_case
 from .v2 import v2_properties, write_v2_case
 
 __all__ = [
     "CaseSource",
-    "InflateBackend",
     "Layout",
-    "NpzMember",
     "PredictionFolder",
     "WrittenCase",
-    "atomic_write",
     "check_same_geometry",
-    "inflate_backend",
-    "is_temporary",
-    "iter_npz_channels",
-    "label_map_files",
     "load_pickle",
-    "loads_pickle",
-    "npz_keys",
-    "npz_member",
     "open_folder",
     "read_geometry",
     "read_nifti",

@@ -25,20 +25,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from numpy.typing import NDArray
 
-from .._validation import describe
+from .._core.atomic import is_temporary
+from .._core.validation import describe
 from ..errors import CaseMismatchError, FormatError, GeometryMismatchError, ValidationError
 from ..geometry import COORDINATE_TOLERANCE, DIRECTION_TOLERANCE, Box, Geometry, paste_into_box
-from .atomic import is_temporary
-from .nifti import IMAGE_ENDINGS, label_dtype, read_geometry, read_nifti
+from .labelmaps import label_map_from_file, streamed_argmax
+from .nifti import IMAGE_ENDINGS, read_geometry, read_nifti
 from .npz import InflateBackend, NpzMember, npz_keys, npz_member
 from .pickles import load_pickle
 from .v1 import v1_case_properties, v1_crop_bbox, v1_geometry
 from .v2 import v2_geometry
 
-__all__ = ["CaseSource", "Layout", "PredictionFolder", "check_same_geometry", "open_folder"]
+__all__ = ["CaseSource", "Layout", "PredictionFolder", "check_same_geometry", "label_map_from_file", "open_folder"]
 
 Layout = Literal["v1", "v2", "labels"]
 
@@ -331,14 +331,16 @@ class CaseSource:
         Raises
         ------
         FormatError
-            Negative, non-integral or too large label values in the file.
+            Negative, non-integral or too large label values in the file (see :func:`label_map_from_file`).
+        ValidationError
+            Without a label file: probabilities that fail the checks of :meth:`argmax_labels`.
         """
         if self.label_path is None:
             return self.argmax_labels()
         array, geometry = read_nifti(self.label_path)
         if self.layout == "labels":
             self.__dict__.setdefault("geometry", geometry)
-        return _as_labels(array, source=str(self.label_path))
+        return label_map_from_file(array, source=str(self.label_path), case=self.name)
 
     def _label_file(self) -> Path:
         if self.label_path is None:  # pragma: no cover - a labels-layout case always has one
@@ -348,37 +350,18 @@ class CaseSource:
     def argmax_labels(self, *, full: bool = True) -> NDArray[Any]:
         """Argmax of the stored (raw, never postprocessed) probabilities, ties to the lowest class, read one
         class channel at a time: pasted into the full image (background outside the crop box), or over the
-        crop box only with ``full=False``. uint8 (uint16 beyond 256 classes)."""
-        member = self.npz_member()
-        best: NDArray[Any] | None = None
-        cropped = np.zeros(member.shape[1:], dtype=label_dtype(member.shape[0] - 1))
-        for c, channel in member.iter_channels():
-            if best is None:
-                best = channel.astype(np.float32)
-                continue
-            better = channel > best
-            cropped[better] = c
-            np.maximum(best, channel, out=best)
+        crop box only with ``full=False``. uint8 (uint16 beyond 256 classes).
+
+        The probabilities are checked as :func:`medfuse.fuse_probabilities` checks them (every value in
+        the argmax pass, class sums on a sample); errors name the case and the file.
+
+        Raises
+        ------
+        ValidationError
+            NaN, infinity, values outside [0, 1] (logits), class sums off 1.
+        """
+        cropped = streamed_argmax(self.npz_member(), subject=f"case {self.name!r}: member {str(self.npz_path)!r}")
         return paste_into_box(cropped, self.crop_bbox, self.geometry.shape, fill=0) if full else cropped
-
-
-def _as_labels(array: NDArray[Any], *, source: str) -> NDArray[Any]:
-    """A label map read from a file as uint8/uint16, or FormatError."""
-    if array.dtype in (np.uint8, np.uint16):
-        return array
-    if array.dtype == np.bool_:
-        return array.view(np.uint8)
-    if array.size == 0:
-        return array.astype(np.uint8)
-    if array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
-            raise FormatError(f"{source} holds non-integer values (dtype {array.dtype}); it is not a label map.")
-    elif array.dtype.kind not in "iu":
-        raise FormatError(f"{source} has pixel type {array.dtype}; a label map must be integer.")
-    lo, hi = array.min(), array.max()
-    if lo < 0 or hi > np.iinfo(np.uint16).max:
-        raise FormatError(f"{source} holds labels in [{lo}, {hi}]; labels must be within 0..65535.")
-    return array.astype(label_dtype(int(hi)))
 
 
 def _read_regions(path: Path) -> tuple[int, ...] | None:

@@ -1,8 +1,8 @@
 """NIfTI (and other SimpleITK formats) read/write with the geometry kept exactly.
 
 Arrays are in SimpleITK array order ``(z, y, x)``; the geometry is a :class:`medfuse.Geometry`. Writers are
-atomic and write label maps as uint8 (uint16 above 255 labels) compressed ``.nii.gz``, as the models' own
-writers do. SimpleITK is imported lazily (extra ``nifti``).
+atomic and verified (:func:`medfuse.io.atomic_write`) and write label maps as uint8 (uint16 above 255
+labels) compressed ``.nii.gz``, as the models' own writers do. SimpleITK is imported lazily (extra ``nifti``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .._optional import import_optional
-from .._validation import describe, native_byteorder
+from .._core.atomic import atomic_write
+from .._core.optional import import_optional
+from .._core.validation import describe, native_byteorder
+from .._core.verify import GzipError, gzip_size, nifti_expected_size
 from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry
-from .atomic import atomic_write
 
 __all__ = ["label_dtype", "label_map_files", "read_geometry", "read_nifti", "write_nifti"]
 
@@ -41,51 +42,6 @@ def _check_readable(p: Path) -> None:
         _check_nifti_complete(p, compressed=name.endswith(".gz"))
 
 
-def _nifti_expected_size(header: bytes) -> int | None:
-    """Bytes of a single-file NIfTI-1/2 (header + extensions + voxels), or None if not determinable."""
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
-            dims = struct.unpack(endian + "8h", header[40:56])
-            bitpix = int(struct.unpack(endian + "h", header[72:74])[0])
-            offset = int(struct.unpack(endian + "f", header[108:112])[0])
-            break
-        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            bitpix = int(struct.unpack(endian + "h", header[14:16])[0])
-            dims = struct.unpack(endian + "8q", header[16:80])
-            offset = int(struct.unpack(endian + "q", header[168:176])[0])
-            break
-    else:
-        return None
-    ndim = int(dims[0])
-    if not 1 <= ndim <= 7 or bitpix <= 0 or offset < 348 or any(d < 0 for d in dims[1:ndim + 1]):
-        return None
-    nvox = 1
-    for d in dims[1:ndim + 1]:
-        nvox *= int(d)
-    return offset + nvox * bitpix // 8
-
-
-def _gzip_size(p: Path) -> int:
-    """Uncompressed size of a (possibly multi-member) gzip file, streamed; raises on a damaged stream."""
-    total = 0
-    with open(p, "rb") as f:
-        data = f.read(1 << 20)
-        d = zlib.decompressobj(47)  # gzip header, automatic
-        while data:
-            total += len(d.decompress(data))
-            if d.eof:
-                rest = d.unused_data
-                d = zlib.decompressobj(47)
-                data = rest if rest else f.read(1 << 20)
-                if not data:
-                    return total
-                continue
-            data = f.read(1 << 20)
-        if not d.eof:
-            raise EOFError("compressed stream ends before its end-of-stream marker")
-    return total
-
-
 def _check_nifti_complete(p: Path, *, compressed: bool) -> None:
     """ITK's NIfTI reader silently zero-fills a truncated file: check the size the header implies.
 
@@ -101,7 +57,7 @@ def _check_nifti_complete(p: Path, *, compressed: bool) -> None:
                 header = f.read(540)
     except (OSError, EOFError, zlib.error) as exc:
         raise FormatError(f"cannot read the image header of {p}: {exc}. The file is truncated or corrupt.") from exc
-    expected = _nifti_expected_size(header)
+    expected = nifti_expected_size(header)
     if expected is None:
         return  # not a single-file NIfTI medfuse can size; let SimpleITK judge it
     if compressed:
@@ -111,8 +67,8 @@ def _check_nifti_complete(p: Path, *, compressed: bool) -> None:
         if len(tail) == 4 and struct.unpack("<I", tail)[0] == expected % (1 << 32):
             return
         try:
-            actual = _gzip_size(p)
-        except (OSError, EOFError, zlib.error) as exc:
+            actual = gzip_size(p)
+        except (OSError, GzipError) as exc:
             raise FormatError(
                 f"{p} is truncated or corrupt ({exc}); its header announces {expected} bytes. Re-create it."
             ) from exc
@@ -254,7 +210,12 @@ def write_nifti(
     GeometryMismatchError
         ``array.shape`` differs from ``geometry.shape``.
     FormatError
-        The writer failed (e.g. unknown file ending, unwritable folder); nothing is left under ``path``.
+        The writer failed (e.g. unknown file ending); nothing is left under ``path``.
+    OutputError
+        The folder or file could not be created or written (ENOSPC, EROFS, EACCES, EISDIR...), or the file
+        written does not verify (a full decode of its gzip stream against the size its header announces:
+        SimpleITK reports no error when ``ulimit -f`` or a full disk cuts its gzip write short); nothing is
+        left under ``path`` and an older file there is untouched.
     """
     sitk = _sitk()
     a = native_byteorder(np.asarray(array))

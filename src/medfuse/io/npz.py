@@ -22,14 +22,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BufferedReader
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .._optional import has_module, import_optional
-from .._validation import describe
+from .._core.inflate import InflateBackend, backend_module, inflate_backend
+from .._core.validation import describe
 from ..errors import FormatError, ValidationError
 
 __all__ = [
@@ -42,12 +41,6 @@ __all__ = [
     "read_npz",
 ]
 
-InflateBackend = Literal["auto", "isal", "zlib-ng", "zlib"]
-
-_BACKEND_MODULES: dict[str, str] = {"isal": "isal.isal_zlib", "zlib-ng": "zlib_ng.zlib_ng", "zlib": "zlib"}
-#: "auto" tries these in order (isal and zlib-ng are on par on probability files; both ~2x zlib).
-_AUTO_ORDER = ("isal", "zlib-ng", "zlib")
-
 #: compressed bytes read from the file per call
 _CHUNK_IN = 1 << 20
 #: most uncompressed bytes produced per inflate call (bounded to keep the temporary bytes cache-friendly)
@@ -56,29 +49,6 @@ _CHUNK_OUT = 4 << 20
 _NPY_MAGIC = b"\x93NUMPY"
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
-
-
-def inflate_backend(name: InflateBackend = "auto") -> str:
-    """Name of the inflate library :func:`read_npz` uses for ``name`` ("auto": the fastest installed).
-
-    Raises
-    ------
-    MissingDependencyError
-        A specific backend was asked for and is not installed.
-    """
-    if name == "auto":
-        for candidate in _AUTO_ORDER:
-            if has_module(_BACKEND_MODULES[candidate]):
-                return candidate
-        return "zlib"  # pragma: no cover - zlib is in the standard library
-    if name not in _BACKEND_MODULES:
-        raise ValidationError(f"`backend` must be one of 'auto', 'isal', 'zlib-ng', 'zlib'; got {name!r}.")
-    import_optional(_BACKEND_MODULES[name], purpose="fast inflating of .npz files")
-    return name
-
-
-def _backend_module(name: InflateBackend) -> ModuleType:
-    return import_optional(_BACKEND_MODULES[inflate_backend(name)], purpose="fast inflating of .npz files")
 
 
 @dataclass(frozen=True)
@@ -322,7 +292,7 @@ class _MemberReader:
     def __init__(self, member: NpzMember, *, backend: InflateBackend, verify: bool) -> None:
         self.member = member
         self.verify = verify
-        self._module = _backend_module(backend)
+        self._module = backend_module(backend)
         self._file: BufferedReader | None = None
         self._inflater: Any = None
         self._pending: bytes = b""

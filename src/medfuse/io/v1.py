@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._validation import as_label_map, describe
+from .._core.atomic import atomic_write
+from .._core.validation import as_label_map, describe
 from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Box, Geometry, paste_into_box, validate_box
-from .atomic import atomic_write
 from .nifti import label_dtype, write_nifti
 from .pickles import save_pickle
 

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._validation import as_label_map, describe
+from .._core.atomic import atomic_write
+from .._core.validation import as_label_map, describe
 from ..errors import FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry, validate_box
-from .atomic import atomic_write
 from .nifti import IMAGE_ENDINGS, write_nifti
 from .pickles import save_pickle
 from .v1 import WrittenCase, argmax_labels, as_probabilities, check_case_name

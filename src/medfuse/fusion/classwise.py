@@ -1,0 +1,240 @@
+"""Class-major weighted-mean fusion for folder jobs (private).
+
+A PaddleSeg / nnU-Net ``.npz`` stores ``softmax`` as ``(C, Z, Y, X)``: one class plane after the other in
+one compressed stream. :class:`ClassMajorMean` exploits that order: with every member's stream open, it
+adds every member's class ``c`` into ONE float32 plane, turns the plane into the weighted mean of class
+``c`` and folds it into a running maximum and argmax, then moves on to class ``c + 1``. Its memory is
+one float32 plane, one float32 maximum and one label map of the fused region (9 bytes a voxel, plus 2
+bytes a voxel and class when the fused probabilities are kept) whatever the number of members and
+classes; a ``(C, ...)`` float32 accumulator would need ``4 C`` bytes a voxel.
+
+:func:`class_major_channels` reads the members' streams in that order on a small thread pool, a bounded
+number of planes ahead of the consumer (inflating releases the GIL), so decoding overlaps accumulation
+and the read-ahead does not grow with the number of members.
+
+Probability members are checked as :func:`medfuse.fuse_probabilities` checks them (values in the add
+kernel's pass, class sums on a fixed sample: :mod:`medfuse.fusion.checks`), and a class whose total
+weight is zero is refused, so a bad member never becomes a fused label map.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import FormatError, ValidationError
+from ..geometry import Box, outside_box
+from .checks import ChannelChecks
+from .inputs import raise_for_zero_weight_classes
+
+__all__ = ["ClassMajorMean", "class_major_channels"]
+
+
+#: voxels per chunk of the argmax kernel (float32 plane + best + labels stay in L2)
+_CHUNK = 1 << 15
+
+
+def _threads() -> int:
+    from .._kernels.threads import n_threads
+
+    return n_threads()
+
+
+class ClassMajorMean:
+    """Weighted mean of members added class by class, and its argmax (ties to the lowest class).
+
+    Usage: for each class ``c`` in order, :meth:`begin_class`, then :meth:`add_probabilities` /
+    :meth:`add_labels` for every member, then :meth:`end_class` with the class's total weight.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of classes C (background included).
+    shape : tuple of int
+        Shape of the fused region (3-D).
+    keep_probabilities : bool
+        Keep each class's mean as float16 (for writing the fused probabilities).
+    names : mapping of int to str, optional
+        How error messages name probability member ``m`` (e.g. ``"case 'abc': member '/x/abc.npz'"``);
+        by default ``"probability member m"``.
+    """
+
+    def __init__(self, num_classes: int, shape: tuple[int, ...], *, keep_probabilities: bool = False,
+                 names: Mapping[int, str] | None = None) -> None:
+        if len(shape) != 3:
+            raise ValidationError(f"`shape` must be 3-D; got {shape}.")
+        self.num_classes = int(num_classes)
+        self.shape = tuple(int(s) for s in shape)
+        self._plane = np.zeros(self.shape, dtype=np.float32)
+        self._best = np.empty(self.shape, dtype=np.float32)
+        self._labels = np.zeros(self.shape, dtype=np.uint8 if num_classes <= 256 else np.uint16)
+        self._probs = np.empty((num_classes, *self.shape), dtype=np.float16) if keep_probabilities else None
+        self._class = -1
+        self._next = 0
+        self._names = dict(names or {})
+        self._checks: dict[int, ChannelChecks] = {}
+        self._ordinal = 0  # probability members added to the current class so far
+
+    # -------------------------------------------------------------------------------------------- adding
+    def begin_class(self, c: int) -> None:
+        if c != self._next:
+            raise ValidationError(f"classes must be added in order; expected class {self._next}, got {c}.")
+        self._class = c
+        self._ordinal = 0
+        self._plane.fill(0.0)
+
+    def _box(self, box: Box | None, sizes: tuple[int, ...], what: str) -> Box:
+        if box is None:
+            box = tuple((0, s) for s in self.shape)
+        if tuple(hi - lo for lo, hi in box) != sizes or any(lo < 0 or hi > s for (lo, hi), s in
+                                                             zip(box, self.shape, strict=True)):
+            raise ValidationError(f"{what} of shape {sizes} does not fit box {box} inside {self.shape}.")
+        return box
+
+    def add_probabilities(self, channel: NDArray[Any], *, weight: float, box: Box | None = None,
+                          member: int | None = None) -> None:
+        """Add ``weight`` times one member's probabilities of the current class, which cover ``box``.
+
+        Outside ``box`` the member is background: for class 0 it adds ``weight`` there. ``member`` says
+        which member the channel belongs to (default: the k-th probability member added to this class is
+        member k); its values are checked in the adding pass, and its class sums on a sample once its last
+        class is added (even with ``weight=0``).
+
+        Raises
+        ------
+        ValidationError
+            The channel does not fit ``box``; values that are not probabilities (NaN, infinity, negative,
+            above 1: logits); class sums off 1 (after the member's last class).
+        """
+        from .._kernels.channelwise import _add_box
+        from .._kernels.threads import run_chunked
+
+        b = self._box(box, tuple(channel.shape), "the channel")
+        m = self._ordinal if member is None else int(member)
+        self._ordinal += 1
+        if channel.dtype == np.float16:
+            bits = np.ascontiguousarray(channel).view(np.uint16)
+        elif channel.dtype == np.float32:
+            bits = np.ascontiguousarray(channel).view(np.uint32)
+        else:
+            bits = np.ascontiguousarray(channel, dtype=np.float32).view(np.uint32)
+        threads = _threads()
+        maxbits = np.zeros(threads, dtype=np.uint64)
+        run_chunked(_add_box, bits.shape[0], threads, self._plane, b[0][0], b[1][0], b[2][0], bits,
+                    np.float32(weight), maxbits)
+        checks = self._checks.get(m)
+        if checks is None:
+            checks = self._checks[m] = ChannelChecks(self.num_classes, self._names.get(m, f"probability member {m}"))
+        checks.feed(self._class, bits.view(np.float16 if bits.dtype == np.uint16 else np.float32),
+                    maxbits=int(maxbits.max()))
+        if weight == 0.0:
+            return
+        if self._class == 0:
+            for region in outside_box(self.shape, b):
+                self._plane[region] += np.float32(weight)
+
+    def add_labels(self, labels: NDArray[Any], *, weight: float) -> None:
+        """Add ``weight`` where a hard member's label map (covering the whole region) is the current class."""
+        from .._kernels.channelwise import _add_label_box
+        from .._kernels.threads import run_chunked
+
+        self._box(None, tuple(labels.shape), "the label map")
+        if weight == 0.0:
+            return
+        lab = np.ascontiguousarray(labels)
+        if lab.dtype not in (np.uint8, np.uint16):
+            lab = lab.astype(np.uint16)
+        run_chunked(_add_label_box, lab.shape[0], _threads(), self._plane, 0, 0, 0, lab, self._class,
+                    np.float32(weight))
+
+    def end_class(self, total_weight: float) -> None:
+        """Fold the current class's mean (plane / ``total_weight``) into the running argmax."""
+        from .._kernels.channelwise import _argmax_update
+        from .._kernels.threads import run_chunked
+
+        c = self._class
+        if not total_weight > 0:
+            raise_for_zero_weight_classes(np.array([0.0 if k == c else 1.0 for k in range(self.num_classes)]))
+        scale = np.float32(1.0 / total_weight)
+        flat = self._plane.reshape(-1)
+        n_chunks = -(-flat.size // _CHUNK)
+        run_chunked(_argmax_update, n_chunks, _threads(), _CHUNK, flat, scale, c, self._best.reshape(-1),
+                    self._labels.reshape(-1))
+        if self._probs is not None:
+            np.multiply(self._plane, scale, out=self._probs[c], casting="unsafe")
+        self._next = c + 1
+        self._class = -1
+
+    # ----------------------------------------------------------------------------------------- results
+    def _check_done(self) -> None:
+        if self._next != self.num_classes:
+            raise ValidationError(f"only {self._next} of {self.num_classes} classes were added.")
+
+    def labels(self) -> NDArray[Any]:
+        """Argmax of the weighted mean, ties to the lowest class."""
+        self._check_done()
+        return self._labels
+
+    def probabilities(self) -> NDArray[np.float16]:
+        """The weighted mean of every class, float16 (only with ``keep_probabilities=True``)."""
+        self._check_done()
+        if self._probs is None:
+            raise ValidationError("probabilities were not kept; create with keep_probabilities=True.")
+        return self._probs
+
+
+def class_major_channels(
+    streams: Sequence[Iterator[tuple[int, NDArray[Any]]] | None], num_classes: int, *, window: int | None = None,
+    names: Sequence[str] | None = None,
+) -> Iterator[tuple[int, int, NDArray[Any]]]:
+    """Yield ``(c, m, channel)`` for ``c`` in classes, ``m`` in members with a stream, in that order.
+
+    Channels are decoded on a thread pool, at most ``window`` (default: the kernel thread count, at most
+    the number of streams) ahead of the consumer, so one member's stream is never advanced by two threads at once and
+    the read-ahead memory does not grow with the number of members.
+    """
+    active = [m for m, s in enumerate(streams) if s is not None]
+    if not active:
+        return
+    window = min(window or _threads(), len(active))
+    order = [(c, m) for c in range(num_classes) for m in active]
+
+    def pull(c: int, m: int) -> NDArray[Any]:
+        stream = streams[m]
+        if stream is None:  # pragma: no cover - excluded by `active`
+            raise ValidationError("no stream")
+        try:
+            got, channel = next(stream)
+        except StopIteration:
+            who = names[m] if names else f"member {m}"
+            raise FormatError(f"{who} has only {c} class channels; expected {num_classes}.") from None
+        if got != c:  # pragma: no cover - streams yield classes in order
+            raise FormatError(f"expected class {c} next, got {got}")
+        return channel
+
+    pending: deque[tuple[int, int, Future[NDArray[Any]]]] = deque()
+    with ThreadPoolExecutor(max_workers=window, thread_name_prefix="medfuse-inflate") as pool:
+        it = iter(order)
+        try:
+            for c, m in it:
+                pending.append((c, m, pool.submit(pull, c, m)))
+                if len(pending) >= window:
+                    break
+            while pending:
+                c, m, fut = pending.popleft()
+                # wait first: the next task may be this member's next channel (same stream)
+                holder = [fut.result()]
+                del fut
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((nxt[0], nxt[1], pool.submit(pull, *nxt)))
+                # popped at the yield: no local keeps the channel while suspended, the consumer frees it
+                yield c, m, holder.pop()
+        finally:
+            for _, _, fut in pending:
+                fut.cancel()

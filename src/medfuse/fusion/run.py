@@ -1,0 +1,115 @@
+"""What :mod:`.arrays` and :mod:`.accumulators` share: the tie rule of the vote, and one threaded run of the
+fusion kernel with the checks of its results.
+
+Kept out of :mod:`.arrays` so that the accumulators (which :mod:`.arrays` re-exports) do not import it back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .._core.validation import as_int
+from ..errors import ValidationError
+from .inputs import (
+    SUM_TOLERANCE,
+    Members,
+    as_member_weights,
+    check_probability_values,
+    label_dtype_for,
+    raise_for_unnormalised,
+    range_limit_bits,
+)
+
+__all__ = ["CHECK_EVERY", "CHECK_SIZE", "FUSION_CHUNK", "TieRule"]
+
+#: How :func:`majority_vote` breaks ties between labels with the same (weighted) count.
+TieRule = Literal["lowest", "undecided", "first"]
+_TIES: dict[str, int] = {"lowest": 0, "undecided": 1, "first": 2}
+
+#: voxels per chunk of the fusion kernel (per thread: two float32 rows of this size, in L2)
+FUSION_CHUNK = 65536
+#: the class sums are checked on CHECK_SIZE voxels of every CHECK_EVERY-th chunk (3% of the voxels)
+CHECK_EVERY = 2
+CHECK_SIZE = 4096
+
+
+def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean: bool, check: bool,
+                normalise: bool = True) -> tuple[NDArray[Any] | None, NDArray[np.float32] | None]:
+    """Run the fusion kernel; return (labels, mean) as requested, after the checks.
+
+    ``normalise=False`` uses ``weights`` ((M, C), already valid) as they are, in float32.
+    """
+    from .._kernels.fusion import _fuse_chunks
+    from .._kernels.threads import n_threads, run_ranges, split
+
+    n_members, n_classes = prep.n_members, prep.n_classes
+    if normalise:
+        w = as_member_weights(weights, n_members=n_members, n_classes=n_classes)
+        w_norm = (w / w.sum(axis=0, keepdims=True)).astype(np.float32)
+    else:
+        w_norm = np.ascontiguousarray(weights, dtype=np.float32)
+    n_voxels = prep.n_voxels
+    out = np.empty(prep.spatial_shape, dtype=label_dtype_for(n_classes - 1)) if labels else None
+    avg = np.empty((n_classes, *prep.spatial_shape), dtype=np.float32) if mean else None
+    if n_voxels == 0:
+        return out, avg
+    chunk = FUSION_CHUNK
+    n_chunks = -(-n_voxels // chunk)
+    threads = n_threads()
+    ranges = split(n_chunks, threads)
+    maxbits = np.zeros((len(ranges), n_members), dtype=np.uint64)
+    sum_bad = np.zeros((len(ranges), n_members), dtype=np.int64)
+    sum_checked = np.zeros(len(ranges), dtype=np.int64)
+    run_ranges(
+        _fuse_chunks, ranges, threads,
+        prep.addrs, prep.kinds, prep.cstrides, w_norm, n_voxels, chunk, CHECK_EVERY if check else 0, CHECK_SIZE,
+        np.float32(SUM_TOLERANCE),
+        0 if out is None else out.ctypes.data, 0 if out is None or out.dtype == np.uint8 else 1,
+        0 if avg is None else avg.ctypes.data,
+        maxbits, sum_bad, sum_checked,
+    )
+    _raise_for_bad_members(prep, maxbits.max(axis=0), sum_bad.sum(axis=0), int(sum_checked.sum()), check=check)
+    return out, avg
+
+
+def _raise_for_bad_members(prep: Members, maxbits: NDArray[np.uint64], sum_bad: NDArray[np.int64],
+                           n_checked: int, *, check: bool) -> None:
+    for m, a in enumerate(prep.keep):
+        name = prep.names[m]
+        if a.dtype.kind in "ui":  # hard member: largest label (negative labels read as huge values)
+            top = int(maxbits[m])
+            if top >= prep.n_classes:
+                raise ValidationError(
+                    f"`{name}` holds label {top}, but labels must be in [0, {prep.n_classes}) "
+                    f"({prep.n_classes} classes). Pass the right `num_classes`, or remap the labels."
+                )
+            continue
+        if not check:
+            continue
+        if int(maxbits[m]) > range_limit_bits(a.itemsize):
+            check_probability_values(a, name)  # exact re-check; false alarms (-0.0, -1e-9) pass
+        if sum_bad[m] > 0:
+            raise_for_unnormalised(a, name, int(sum_bad[m]), n_checked)
+
+
+def _tie_code(tie: object) -> int:
+    if not isinstance(tie, str) or tie not in _TIES:
+        raise ValidationError(f"`tie` must be one of {sorted(_TIES)}; got {tie!r}.")
+    return _TIES[tie]
+
+
+def _undecided_label(undecided_label: object, tie: object) -> int | None:
+    if undecided_label is None:
+        return None
+    if tie != "undecided":
+        raise ValidationError(
+            f"`undecided_label` is only used with tie='undecided'; got tie={tie!r}. Drop it, or pass "
+            "tie='undecided'."
+        )
+    value = as_int(undecided_label, name="undecided_label", minimum=0)
+    if value > 65535:
+        raise ValidationError(f"`undecided_label` must be at most 65535; got {value}.")
+    return value
