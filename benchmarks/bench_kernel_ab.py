@@ -84,7 +84,8 @@ def head_to_head(name: str, kernels: dict[str, Any], fn: Callable[[], Any], repe
 
 def speed(folder: Path, new: Path | None, quick: bool, repeat: int) -> None:
     from medfuse import fuse_probabilities, majority_vote
-    from medfuse.benchmark import Sizes, _label_members, _probability_members
+    from medfuse.bench.report import Sizes
+    from medfuse.bench.runner import _label_members, _probability_members
 
     sizes = Sizes.quick() if quick else Sizes()
     members16 = _probability_members(sizes, print)

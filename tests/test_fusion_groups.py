@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pytest
 
-import reference_fusion as ref
+from _reference import twin_fusion as ref
 from medfuse.fusion import average_probabilities, fuse_probabilities
 
 SHAPE = (2, 3, 37)  # 222 voxels: short, and no multiple of a prefetch step
