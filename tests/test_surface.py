@@ -342,3 +342,14 @@ def test_real_case_eroded_and_missing_organs(real_data):
     pred[_shifted(ref, (0, 3, 3)) == 4] = 4  # a shifted organ painted over its neighbours
     result = _compare_every_label(ref, pred, spacing)
     assert math.isinf(result[9].hd) and result[9].nsd == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 50, 5000])
+@pytest.mark.parametrize("distinct", [1, 3, 700, 10_000])
+def test_group_distances_match_twin(rng, n, distinct):
+    d = np.sqrt(rng.integers(0, distinct, n).astype(np.float64)) * 0.58  # few distinct values, many ties
+    rank = rng.integers(0, 4, n)
+    values, counts = ks.group_distances(d, rank, 4)
+    want_values, want_counts = ref_sf.group_distances(d, rank, 4)
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(counts, want_counts)

@@ -146,3 +146,11 @@ def row_index(m: tuple[np.ndarray, ...], box_table: np.ndarray) -> np.ndarray:
         for r in range(nz * ny + 1):  # first point at or after row r (raster order)
             starts[row0 + r] = m[3][s] + np.searchsorted(rows, r)
     return starts
+
+
+def group_distances(d: np.ndarray, rank: np.ndarray, n_ranks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Twin of ``group_distances``: the distinct distances (ascending) and the count of each (value, rank)."""
+    values, inverse = np.unique(d, return_inverse=True)
+    counts = np.zeros((values.size, n_ranks), np.int64)
+    np.add.at(counts, (inverse.ravel(), rank), 1)
+    return values, counts

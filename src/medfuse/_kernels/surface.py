@@ -30,6 +30,7 @@ __all__ = [
     "area_table",
     "boxes_of",
     "group_by_slot",
+    "group_distances",
     "nearest_distances",
     "row_extents",
     "row_index",
@@ -435,3 +436,59 @@ def row_index(z, y, bounds, boxes, n_index):
         for r in range(nz * ny):
             starts[row0 + r + 1] += starts[row0 + r]
     return starts
+
+
+@jit
+def _hash_slot(keys, used, key):
+    """Open-addressing slot of ``key`` in ``keys`` (``used`` marks taken slots; size a power of two)."""
+    mask = keys.shape[0] - 1
+    mixed = key ^ (key >> np.uint64(17)) ^ (key >> np.uint64(31)) ^ (key >> np.uint64(47))  # no overflow
+    i = np.int64(mixed & np.uint64(mask))
+    while used[i] >= 0 and keys[i] != key:
+        i = (i + 1) & mask
+    return i
+
+
+@jit
+def _grown(keys, used):
+    """The hash table ``keys, used`` re-inserted into one four times larger."""
+    new_keys = np.zeros(4 * keys.shape[0], np.uint64)
+    new_used = np.full(4 * keys.shape[0], -1, np.int64)
+    for j in range(keys.shape[0]):
+        if used[j] >= 0:
+            jj = _hash_slot(new_keys, new_used, keys[j])
+            new_keys[jj] = keys[j]
+            new_used[jj] = used[j]
+    return new_keys, new_used
+
+
+@jit
+def group_distances(d, rank, n_ranks):
+    """Distinct values of ``d`` (finite, >= 0) in ascending order, and ``counts[g, r]``: how many entries
+    hold the ``g``-th value with ``rank == r`` — the (distance, area) pairs sorted without a sort of
+    every entry (a hash table of the few distinct distances, then a sort of those)."""
+    keys = np.zeros(1024, np.uint64)
+    used = np.full(1024, -1, np.int64)
+    bits = d.view(np.uint64)  # equal bits <=> equal values for finite non-negative floats
+    group = np.empty(d.shape[0], np.int64)
+    first = np.empty(d.shape[0], np.int64)  # first entry of each group
+    n_groups = 0
+    for i in range(d.shape[0]):
+        j = _hash_slot(keys, used, bits[i])
+        if used[j] < 0:
+            if 2 * (n_groups + 1) > keys.shape[0]:
+                keys, used = _grown(keys, used)
+                j = _hash_slot(keys, used, bits[i])
+            keys[j] = bits[i]
+            used[j] = n_groups
+            first[n_groups] = i
+            n_groups += 1
+        group[i] = used[j]
+    values = d[first[:n_groups]]
+    order = np.argsort(values)
+    position = np.empty(n_groups, np.int64)
+    position[order] = np.arange(n_groups)
+    counts = np.zeros((n_groups, n_ranks), np.int64)
+    for i in range(d.shape[0]):
+        counts[position[group[i]], rank[i]] += 1
+    return values[order], counts

@@ -299,13 +299,14 @@ class _Directed:
 
     def __init__(self, d: NDArray[np.float64], codes: NDArray[np.uint8], table: NDArray[np.float64],
                  pct: float) -> None:
-        a = table[codes]
-        # by distance, then area: the order DeepMind's percentile walks. Surfels put in area order first
-        # (an integer sort of each code's area rank), then a stable sort by distance.
-        area_rank = np.searchsorted(np.unique(table), table).astype(np.uint16)
-        by_area = np.argsort(area_rank[codes], kind="stable")
-        order = by_area[np.argsort(d[by_area], kind="stable")]
-        self.d, self.a = d[order], a[order]
+        from .._kernels.surface import group_distances
+
+        # sorted by distance, then area: the order DeepMind's percentile walks. Distances take few distinct
+        # values, so the kernel counts the (distance, area rank) pairs and the sorted arrays are spelled out.
+        areas, area_rank = np.unique(table, return_inverse=True)
+        values, counts = group_distances(d, area_rank.astype(np.int64)[codes], areas.size)
+        self.d = np.repeat(values, counts.sum(axis=1))
+        self.a = np.repeat(np.tile(areas, values.size), counts.ravel())
         self.total = float(np.sum(self.a))
         cum = np.cumsum(self.a) / self.total
         idx = int(np.searchsorted(cum, pct / 100.0))
