@@ -353,3 +353,15 @@ def test_group_distances_match_twin(rng, n, distinct):
     want_values, want_counts = ref_sf.group_distances(d, rank, 4)
     np.testing.assert_array_equal(values, want_values)
     np.testing.assert_array_equal(counts, want_counts)
+
+
+def test_bench_surface_row_agrees_with_deepmind():
+    from medfuse.bench.runner import Sizes, run_benchmark
+
+    tiny = Sizes(fusion=(2, 2, 2, 2, 2), vote=(2, 2, 2, 2), labels=14, dice=(10, 16, 18), bandwidth_bytes=1 << 16)
+    report = run_benchmark(sizes=tiny, only=["surface"])
+    methods = [m.method for m in report.measurements if m.section == "surface"]
+    assert methods == ["medfuse surface_metrics", "surface-distance (DeepMind)"]
+    assert report.checks == ("surface: medfuse == surface-distance: ok",)
+    assert "surface kernels (metrics)" in report.compile_seconds
+    assert any(t.name == "surface metrics vs DeepMind surface-distance" for t in report.targets)
