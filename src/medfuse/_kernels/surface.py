@@ -464,9 +464,10 @@ def _grown(keys, used):
 
 @jit
 def group_distances(d, rank, n_ranks):
-    """Distinct values of ``d`` (finite, >= 0) in ascending order, and ``counts[g, r]``: how many entries
-    hold the ``g``-th value with ``rank == r`` — the (distance, area) pairs sorted without a sort of
-    every entry (a hash table of the few distinct distances, then a sort of those)."""
+    """Distinct values of ``d`` (finite, >= 0) in order of first appearance, and ``counts[g, r]``: how
+    many entries hold the ``g``-th value with ``rank == r`` — the (distance, area) pairs grouped without a
+    sort of every entry (a hash table of the few distinct distances; the caller sorts those: numba's sort
+    would cost seconds of compile time)."""
     keys = np.zeros(1024, np.uint64)
     used = np.full(1024, -1, np.int64)
     bits = d.view(np.uint64)  # equal bits <=> equal values for finite non-negative floats
@@ -484,11 +485,7 @@ def group_distances(d, rank, n_ranks):
             first[n_groups] = i
             n_groups += 1
         group[i] = used[j]
-    values = d[first[:n_groups]]
-    order = np.argsort(values)
-    position = np.empty(n_groups, np.int64)
-    position[order] = np.arange(n_groups)
     counts = np.zeros((n_groups, n_ranks), np.int64)
     for i in range(d.shape[0]):
-        counts[position[group[i]], rank[i]] += 1
-    return values[order], counts
+        counts[group[i], rank[i]] += 1
+    return d[first[:n_groups]], counts

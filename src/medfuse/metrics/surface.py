@@ -305,6 +305,8 @@ class _Directed:
         # values, so the kernel counts the (distance, area rank) pairs and the sorted arrays are spelled out.
         areas, area_rank = np.unique(table, return_inverse=True)
         values, counts = group_distances(d, area_rank.astype(np.int64)[codes], areas.size)
+        order = np.argsort(values)
+        values, counts = values[order], counts[order]
         self.d = np.repeat(values, counts.sum(axis=1))
         self.a = np.repeat(np.tile(areas, values.size), counts.ravel())
         self.total = float(np.sum(self.a))
