@@ -9,6 +9,8 @@
   counting and SimpleITK's ``LabelVotingImageFilter``;
 * **dice** (14 labels, 256 x 512 x 512): :func:`medfuse.metrics.dice` vs ``np.bincount(ref * K + pred)``
   and SimpleITK's ``LabelOverlapMeasuresImageFilter``;
+* **surface** (HD, HD95, ASD, NSD at 1 and 2 mm of every label, 256 x 512 x 512 at 2.5 x 0.8 x 0.8 mm):
+  :func:`medfuse.surface_metrics` vs DeepMind's ``surface-distance`` per label (when installed);
 * **bandwidth**: a parallel numba sum over 1 GiB on every thread, the floor for a kernel that reads its
   input once; each medfuse kernel's throughput is reported as a share of it.
 
@@ -45,11 +47,13 @@ from ..errors import ValidationError
 from .peers import (
     _bincount_dice,
     _confusion_dice,
+    _deepmind_surface,
     _monai_mean,
     _nnunet_v2_style,
     _numpy_mean_stack,
     _numpy_onehot_vote,
     _same_dice,
+    _same_surface,
 )
 from .report import BenchmarkReport, Measurement, Sizes, Target, fmt_bytes, fmt_time
 
@@ -63,7 +67,7 @@ __all__ = [
 ]
 
 #: what :func:`run_benchmark` can run (``only=``)
-SECTIONS: tuple[str, ...] = ("fusion", "vote", "dice", "bandwidth")
+SECTIONS: tuple[str, ...] = ("fusion", "vote", "dice", "surface", "bandwidth")
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -323,6 +327,27 @@ class _Run:
         else:
             self.skipped.append("SimpleITK LabelOverlapMeasures: SimpleITK not installed")
 
+    # ---------------------------------------------------------------- surface
+    def surface(self) -> None:
+        from ..metrics.surface import surface_metrics
+
+        if not has_module("surface_distance"):
+            self.skipped.append("surface metrics: surface-distance (the peer) not installed; pip install medfuse[test]")
+            return
+        ref, maps = _label_members(Sizes(vote=(1, *self.sizes.dice), labels=self.sizes.labels), self.log)
+        pred, spacing, tol = maps[0], (2.5, 0.8, 0.8), (1.0, 2.0)
+        nbytes = ref.nbytes + pred.nbytes
+        self.compile["surface kernels (metrics)"] = _timed_first_call(
+            lambda: surface_metrics(ref[:3, :5, :7].copy(), pred[:3, :5, :7].copy(), spacing_mm=spacing))
+        self.log(f"surface metrics, {ref.shape} uint8, spacing {spacing} mm:")
+        ours = self.measure("surface", "medfuse surface_metrics",
+                            lambda: surface_metrics(ref, pred, spacing_mm=spacing, tolerance_mm=tol), nbytes,
+                            "every label in one call")
+        theirs = self.measure("surface", "surface-distance (DeepMind)",
+                              lambda: _deepmind_surface(ref, pred, spacing, tol), nbytes,
+                              "per label: masks, compute_surface_distances, reductions")
+        self.check("surface: medfuse == surface-distance", _same_surface(ours, theirs))
+
     # ---------------------------------------------------------------- bandwidth
     def read_bandwidth(self) -> None:
         """Set up the bandwidth probe. It runs again before every timed run of every method: a shared
@@ -393,6 +418,7 @@ def _targets(run: _Run) -> list[Target]:
     speedup("vote vs numpy one-hot", 80, "vote", "numpy")
     speedup("Dice vs bincount", 25, "dice", "np.bincount")
     speedup("Dice vs SimpleITK", 40, "dice", "SimpleITK")
+    speedup("surface metrics vs DeepMind surface-distance", 10, "surface", "surface-distance")
     return out
 
 
@@ -405,7 +431,7 @@ def run_benchmark(*, quick: bool = False, only: Iterable[str] | None = None, rep
     quick : bool, default False
         Small sizes (:meth:`Sizes.quick`), for smoke tests; the ratios then mean little.
     only : iterable of str, optional
-        Sections to run, from :data:`SECTIONS` ("fusion", "vote", "dice", "bandwidth"); all by default.
+        Sections to run, from :data:`SECTIONS` ("fusion", "vote", "dice", "surface", "bandwidth"); all by default.
     repeat : int, default 3
         Timed runs per method (at least 3), after one warm-up run.
     sizes : Sizes, optional
