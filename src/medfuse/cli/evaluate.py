@@ -17,8 +17,7 @@ HELP = "score predictions against references: medfuse evaluate REF PRED (Dice an
 FLAG_NAMES = {"`labels`": "`--labels`", "`regions`": "`--regions`", "`ignore_label`": "`--ignore-label`",
               "`json_path`": "`--json`", "`csv_path`": "`--csv`", "`plot_path`": "`--plot`",
               "`surface=True`": "`--surface`", "`surface`": "`--surface`", "`tolerance_mm`": "`--tolerance`",
-              "`percentile`": "`--percentile`", "`references`": "`REF`", "`predictions`": "`PRED`",
-              "evaluate_folder(references, predictions)": "medfuse evaluate REF PRED"}
+              "`percentile`": "`--percentile`", "`references`": "`REF`", "`predictions`": "`PRED`"}
 EPILOG = """The reference folder comes FIRST, the predictions second (as nnU-Net's nnUNetv2_evaluate_folder).
 
 examples:
