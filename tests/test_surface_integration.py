@@ -10,12 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cv_fixtures as cvf
 import medfuse
 from medfuse import io
 from medfuse.cli import main
 from medfuse.errors import ValidationError
 from medfuse.folders import evaluate_folder
 from medfuse.geometry import Geometry
+from medfuse.search import search_ensembles
+from medfuse.search.report import render_markdown
+from medfuse.search.stats import mean_score
 
 SHAPE = (12, 20, 18)
 SPACING = (2.5, 0.8, 1.1)
@@ -134,3 +138,75 @@ def test_cli_surface_flags_in_messages(pair, capsys):
     assert main(["evaluate", str(refs), str(preds), "--surface", "--ignore-label", "3", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "`--surface`" in err and "`--ignore-label`" in err
+
+
+# ------------------------------------------------------------------------------------------------------
+# search: criterion="dice" | "nsd" | "dice+nsd"
+# ------------------------------------------------------------------------------------------------------
+
+FAST = {"n_bootstrap": 0, "learn_weights": "none", "class_selection": False}
+
+
+@pytest.fixture(scope="module")
+def cv() -> cvf.CVSet:
+    return cvf.make_cv_set({"good": cvf.quality(0.9), "bad": cvf.quality(0.5)}, n_cases=4, shape=(16, 40, 40), seed=4)
+
+
+def _nsd_of_single_model(cv: cvf.CVSet, model: str, labels: tuple[int, ...]) -> float:
+    rows = []
+    for case in cv.cases:
+        ph = cv.phantoms[case]
+        pred = cv.predictions[model][case].argmax(axis=0)
+        r = medfuse.surface_metrics(ph.labels, pred, spacing_mm=ph.spacing, tolerance_mm=1.0, labels=labels)
+        rows.append([r[k].nsd for k in labels])
+    return float(mean_score(np.asarray(rows, np.float64)))
+
+
+def test_search_by_nsd_scores_every_candidate_both_ways(cv):
+    res = search_ensembles(cv.oof(), criterion="nsd", postprocessing="none", **FAST)
+    assert res.settings["criterion"] == "nsd"
+    for c in res.candidates:
+        assert math.isfinite(c.nsd) and math.isfinite(c.score) and c.ranking_score == c.nsd
+    by_name = {c.name: c for c in res.candidates}
+    assert by_name["good"].nsd == pytest.approx(_nsd_of_single_model(cv, "good", res.labels), rel=1e-12)
+    assert by_name["bad"].nsd == pytest.approx(_nsd_of_single_model(cv, "bad", res.labels), rel=1e-12)
+    ranks = [c.nsd for c in res.candidates]
+    assert ranks == sorted(ranks, reverse=True)
+    assert res.best.nsd >= max(ranks) - 1e-4
+    report = render_markdown(res)
+    lines = report.splitlines()
+    header = lines[lines.index("## Candidates") + 2]
+    assert "OOF score" in header and "NSD" in header and "ranking (nsd)" in header
+    assert "Ranked by **nsd**" in report
+    entry = res.to_dict()["candidates"][0]
+    assert entry["nsd"] == pytest.approx(res.candidates[0].nsd, abs=1e-6) and "per_class_nsd" in entry
+
+
+def test_dice_plus_nsd_ranks_by_the_mean_and_dice_leaves_nsd_out(cv):
+    both = search_ensembles(cv.oof(), criterion="dice+nsd", postprocessing="none", **FAST)
+    for c in both.candidates:
+        assert c.ranking_score == pytest.approx((c.honest_score + c.nsd) / 2)
+    plain = search_ensembles(cv.oof(), postprocessing="none", **FAST)
+    assert all(math.isnan(c.nsd) for c in plain.candidates) and "nsd" not in plain.to_dict()["candidates"][0]
+    assert [c.name for c in plain.candidates] == sorted((c.name for c in plain.candidates),
+                                                        key=lambda n: -{c.name: c.score for c in plain.candidates}[n])
+
+
+def test_postprocessing_by_nsd_removes_far_fragments():
+    cv = cvf.make_cv_set({"a": cvf.with_fragments(cvf.quality(0.95), [2, 7])}, n_cases=4, shape=(24, 48, 48), seed=3)
+    res = search_ensembles(cv.oof(), criterion="nsd", postprocessing="determine", **FAST)
+    pp = res.postprocessing
+    assert pp is not None
+    kept_alone = {e for e in pp.for_which_classes if isinstance(e, int)}
+    merged = any(isinstance(e, tuple) for e in pp.for_which_classes)
+    assert merged or {2, 7} <= kept_alone
+    assert res.postprocessed_score is not None and res.postprocessed_score > res.best.nsd
+
+
+def test_search_criterion_is_checked(cv):
+    with pytest.raises(ValidationError, match="criterion"):
+        search_ensembles(cv.oof(), criterion="hd95", **FAST)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="min_object_size"):
+        search_ensembles(cv.oof(), criterion="nsd", min_object_size="auto", **FAST)
+    with pytest.raises(ValidationError, match="tolerance_mm"):
+        search_ensembles(cv.oof(), criterion="nsd", tolerance_mm=-1, **FAST)
