@@ -3,8 +3,8 @@
 Run:  python benchmarks/surface_definitions.py [case_labels.nii.gz] [--shift 2]
 
 The reference is the real competition label map; the prediction is a copy shifted by ``--shift`` voxels
-along x (the last array axis), with ``--fragments`` also a false-positive block (4 x 24 x 24 voxels) of each label 30 voxels
-(17.5 mm) away. Prints a Markdown table (the one in docs/metrics.md).
+along x (the last array axis), with ``--fragments`` also a false-positive block (4 x 24 x 24 voxels) of
+each label 30 voxels (17.5 mm) away. Prints a Markdown table (the one in docs/metrics.md).
 
 - medfuse: :func:`medfuse.surface_metrics` (surfels weighted by area).
 - DeepMind: the ``surface-distance`` package (the same definitions; the ``test`` extra installs it).

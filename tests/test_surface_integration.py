@@ -210,3 +210,20 @@ def test_search_criterion_is_checked(cv):
         search_ensembles(cv.oof(), criterion="nsd", min_object_size="auto", **FAST)
     with pytest.raises(ValidationError, match="tolerance_mm"):
         search_ensembles(cv.oof(), criterion="nsd", tolerance_mm=-1, **FAST)
+
+
+def test_evaluate_surface_on_the_real_case_equals_surface_metrics(real_data, tmp_path):
+    """The real 768x768x107 case against a copy shifted by 2 voxels with label 5 removed."""
+    ref, geometry = io.read_nifti(real_data / "case_labels.nii.gz")
+    pred = np.roll(ref, 2, axis=-1)
+    pred[pred == 5] = 0
+    io.write_nifti(tmp_path / "refs" / "case.nii.gz", ref, geometry)
+    io.write_nifti(tmp_path / "preds" / "case.nii.gz", pred, geometry)
+    ev = evaluate_folder(tmp_path / "refs", tmp_path / "preds", surface=True, tolerance_mm=(1, 2), progress=False)
+    want = medfuse.surface_metrics(ref, pred, spacing_mm=geometry.spacing, tolerance_mm=(1, 2))
+    s = ev.surface
+    assert s is not None and set(s.keys) == set(range(1, 12))
+    for k in s.keys:
+        got = s.per_case["case"][k]
+        assert (got["HD95"], got["ASSD"], got["NSD"], got["NSD@2"]) == (want[k].hd95, want[k].assd, *want[k].nsd)
+    assert math.isinf(s.mean[5]["HD95"]) and s.mean[5]["NSD"] == 0.0 and s.inf_cases[5] == 1

@@ -99,7 +99,7 @@ class Evaluation:
 
 
 #: What a prediction folder holds and a reference folder never does (the guard against swapped arguments).
-_PREDICTION_MARKERS = ("fusion.json", ".medfuse", "postprocessing.json", "summary.json")
+_PREDICTION_MARKERS = ("fusion.json", ".medfuse", "postprocessing.json")
 
 
 def _case_files(folder: Path, what: str) -> dict[str, Path]:
@@ -118,7 +118,7 @@ def check_reference_folder(folder: Path) -> None:
 
     A folder of reference label maps never holds probabilities (``.npz``), properties or plans
     (``.pkl``), nor what medfuse and nnU-Net write beside predictions (``fusion.json``, the journal
-    ``.medfuse/``, ``postprocessing.json``, ``summary.json``).
+    ``.medfuse/``, ``postprocessing.json``).
     """
     names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
     found = sorted(names & set(_PREDICTION_MARKERS))
@@ -239,7 +239,7 @@ def evaluate_folder(
         Folders of label maps, matched by case name: the references (ground truth) FIRST, then the
         predictions. Every case must be in both; the error lists the missing and extra ones. Each pair
         must share its geometry. A ``references`` folder that holds ``.npz``/``.pkl`` files,
-        ``fusion.json``, a ``.medfuse/`` journal, ``postprocessing.json`` or ``summary.json`` is refused:
+        ``fusion.json``, a ``.medfuse/`` journal or ``postprocessing.json`` is refused:
         it is a prediction folder, and the arguments were swapped.
     labels : sequence of int, optional
         Foreground labels to score. By default every label present in any reference (none when
