@@ -227,3 +227,14 @@ def test_evaluate_surface_on_the_real_case_equals_surface_metrics(real_data, tmp
         got = s.per_case["case"][k]
         assert (got["HD95"], got["ASSD"], got["NSD"], got["NSD@2"]) == (want[k].hd95, want[k].assd, *want[k].nsd)
     assert math.isinf(s.mean[5]["HD95"]) and s.mean[5]["NSD"] == 0.0 and s.inf_cases[5] == 1
+
+
+def test_surface_options_without_surface_are_refused(pair, capsys):
+    refs, preds, _ = pair
+    with pytest.raises(ValidationError, match=r"`tolerance_mm` only applies.*`surface=True`"):
+        evaluate_folder(refs, preds, tolerance_mm=2, progress=False)
+    with pytest.raises(ValidationError, match=r"`percentile` only applies"):
+        evaluate_folder(refs, preds, percentile=90, progress=False)
+    assert main(["evaluate", str(refs), str(preds), "--tolerance", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "`--tolerance` only applies" in err and "`--surface`" in err

@@ -39,13 +39,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-label", type=int, help="reference label whose voxels are left out")
     parser.add_argument("--surface", action="store_true",
                         help="also compute boundary metrics per case and label: HD, HD95, ASSD, MASD, NSD (mm)")
-    parser.add_argument("--tolerance", default="1", metavar="MM[,MM...]",
+    parser.add_argument("--tolerance", metavar="MM[,MM...]",
                         help="NSD tolerance(s) in mm with --surface (default 1); further ones are reported as NSD@2")
-    parser.add_argument("--percentile", type=float, default=95.0, help="percentile of HD95 (default 95)")
+    parser.add_argument("--percentile", type=float, help="percentile of HD95 with --surface (default 95)")
     parser.add_argument("--json", metavar="FILE", help="write nnU-Net's summary.json structure ('-': to stdout)")
     parser.add_argument("--csv", metavar="FILE", help="write per-case, per-label metrics as CSV")
     parser.add_argument("--plot", metavar="FILE", help="write a per-class Dice box plot (PNG; 'plot' extra); "
-                        "with --surface also FILE_hd95.png ... one per boundary metric")
+                        "with --surface also one per boundary metric beside it (dice.png: dice_hd95.png, ...)")
     add_executor_arguments(parser)
 
 
@@ -55,6 +55,15 @@ def parse_regions(text: str) -> list[tuple[int, ...]]:
     if not groups:
         raise ValidationError(f"`--regions` must list regions like '1,2,3;2,3;3'; got {text!r}.")
     return [tuple(parse_int_list(g, name="--regions")) for g in groups]
+
+
+def _tolerance(text: str | None) -> float | list[float] | None:
+    if text is None:
+        return None
+    values = parse_float_list(text, name="--tolerance")
+    if not values:
+        raise ValidationError(f"`--tolerance` must be comma-separated numbers like 1,2; got {text!r}.")
+    return values[0] if len(values) == 1 else values
 
 
 def summary_table(summary: Any, labels: tuple[Any, ...]) -> str:
@@ -84,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     labels = parse_int_list(args.labels, name="--labels") if args.labels else None
     regions = parse_regions(args.regions) if args.regions else None
-    tolerances = parse_float_list(args.tolerance, name="--tolerance")
+    tolerance = _tolerance(args.tolerance)
     to_stdout = args.json == "-"
     for value, flag in ((None if to_stdout else args.json, "--json"), (args.csv, "--csv"), (args.plot, "--plot")):
         check_output_file(value, flag=flag)  # refuse before scoring, not after
@@ -92,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         evaluation = evaluate_folder(args.references, args.predictions, labels=labels, regions=regions,
                                      ignore_label=args.ignore_label, surface=args.surface,
-                                     tolerance_mm=tolerances if len(tolerances) != 1 else tolerances[0],
-                                     percentile=args.percentile, json_path=None if to_stdout else args.json,
+                                     tolerance_mm=tolerance, percentile=args.percentile,
+                                     json_path=None if to_stdout else args.json,
                                      csv_path=args.csv, plot_path=args.plot, executor=executor,
                                      progress=args.progress and not to_stdout)
     finally:

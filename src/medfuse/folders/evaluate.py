@@ -185,11 +185,15 @@ def _pad(cm: NDArray[np.int64], k: int) -> NDArray[np.int64]:
     return out
 
 
-def _surface_options(surface: bool, tolerance_mm: float | Sequence[float], percentile: float,
+def _surface_options(surface: bool, tolerance_mm: float | Sequence[float] | None, percentile: float | None,
                      ignore_label: int | None) -> tuple[tuple[float, ...], float] | None:
     if not isinstance(surface, bool):
         raise ValidationError(f"`surface` must be True or False; got {surface!r}.")
     if not surface:
+        for value, name in ((tolerance_mm, "tolerance_mm"), (percentile, "percentile")):
+            if value is not None:
+                raise ValidationError(f"`{name}` only applies to boundary metrics; pass `surface=True` too "
+                                      "(or leave it out).")
         return None
     if ignore_label is not None:
         raise ValidationError(
@@ -198,7 +202,8 @@ def _surface_options(surface: bool, tolerance_mm: float | Sequence[float], perce
         )
     from ..metrics.surface import _percentile, _tolerances
 
-    return _tolerances(tolerance_mm), _percentile(percentile)
+    return _tolerances(1.0 if tolerance_mm is None else tolerance_mm), _percentile(95.0 if percentile is None
+                                                                                 else percentile)
 
 
 def _regions(regions: Iterable[Iterable[int]] | None) -> tuple[tuple[int, ...], ...]:
@@ -221,8 +226,8 @@ def evaluate_folder(
     regions: Iterable[Iterable[int]] | None = None,
     ignore_label: int | None = None,
     surface: bool = False,
-    tolerance_mm: float | Sequence[float] = 1.0,
-    percentile: float = 95.0,
+    tolerance_mm: float | Sequence[float] | None = None,
+    percentile: float | None = None,
     json_path: PathLike | None = None,
     csv_path: PathLike | None = None,
     plot_path: PathLike | None = None,
@@ -256,10 +261,11 @@ def evaluate_folder(
         and label, with each reference file's spacing. Means over cases leave NaN (label absent from both
         maps) out, but a case where the label is absent from exactly one map is ``inf`` and makes the
         label's mean distance ``inf`` (see ``docs/metrics.md``).
-    tolerance_mm : float or sequence of float, default 1.0
-        NSD tolerance(s) in mm: the first is reported as ``NSD``, further ones as ``NSD@<tol>``.
-    percentile : float, default 95.0
-        Percentile of ``HD95``.
+    tolerance_mm : float or sequence of float, optional
+        NSD tolerance(s) in mm (default 1.0): the first is reported as ``NSD``, further ones as
+        ``NSD@<tol>``. Only with ``surface=True`` (refused otherwise, rather than silently unused).
+    percentile : float, optional
+        Percentile of ``HD95`` (default 95); only with ``surface=True``.
     json_path, csv_path, plot_path : path, optional
         Write nnU-Net's ``summary.json`` structure, a per-case CSV, a per-class Dice box plot (PNG; with
         ``surface=True`` also one box plot per boundary metric beside it, ``<stem>_hd95.png`` ...).
