@@ -238,3 +238,19 @@ def test_surface_options_without_surface_are_refused(pair, capsys):
     assert main(["evaluate", str(refs), str(preds), "--tolerance", "2", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "`--tolerance` only applies" in err and "`--surface`" in err
+
+
+def test_cli_search_criterion_writes_both_numbers(cv, tmp_path, capsys):
+    roots = cvf.write_cv_folders(cv, tmp_path / "cv")
+    out = tmp_path / "out"
+    assert main(["search", *map(str, roots), "-o", str(out), "--criterion", "dice+nsd", "--tolerance", "2",
+                 "--bootstrap", "0", "--learn-weights", "none", "--no-class-selection", "--postprocessing", "none",
+                 "--no-progress"]) == 0
+    assert "ranked by dice+nsd" in capsys.readouterr().out
+    data = json.loads((out / "search.json").read_text())
+    assert data["settings"]["criterion"] == "dice+nsd" and data["settings"]["tolerance_mm"] == 2.0
+    assert all(c["nsd"] is not None and c["score"] is not None for c in data["candidates"])
+    assert "ranking (dice+nsd)" in (out / "report.md").read_text()
+    assert main(["search", *map(str, roots), "-o", str(tmp_path / "o2"), "--criterion", "nsd",
+                 "--min-object-size", "auto", "--no-progress"]) == 2
+    assert "`--min-object-size`" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Evaluate a folder of predictions against references: one confusion pass per case, nnU-Net's summary.json."""
+"""Evaluate predictions against references (reference first): one confusion pass per case (and, with
+``surface=True``, boundary metrics), nnU-Net's summary.json."""
 
 from __future__ import annotations
 

@@ -154,7 +154,8 @@ class SearchResult:
     postprocessing : Postprocessing or None
         Largest-component postprocessing decided on the winner's OOF predictions (None when not asked).
     postprocessed_score : float or None
-        The winner's score after that postprocessing.
+        The winner's score after that postprocessing, measured by the search's criterion (mean foreground
+        Dice by default; NSD, or the mean of Dice and NSD, with ``criterion="nsd"`` / ``"dice+nsd"``).
     models, sources, cases : tuple of str
         Model names, where they were read from, and the OOF case names.
     num_classes : int
