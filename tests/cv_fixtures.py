@@ -49,7 +49,7 @@ class CVSet:
                 preds[m][c] = a.argmax(axis=0).astype(np.uint8) if m in hard else np.ascontiguousarray(a)
                 boxes[m][c] = box
         return OutOfFold.from_arrays(
-            preds, {c: ph.labels for c, ph in self.phantoms.items()}, folds=self.folds, boxes=boxes,
+            {c: ph.labels for c, ph in self.phantoms.items()}, preds, folds=self.folds, boxes=boxes,
             spacing_mm={c: ph.spacing for c, ph in self.phantoms.items()},
         )
 

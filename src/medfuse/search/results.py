@@ -57,6 +57,15 @@ class Candidate:
         Fitted candidates: cross-validated score (weights fitted on the other folds, scored on each held-out
         fold). Subsets: equal to :attr:`score`.
     honest_ci : tuple of float
+    nsd : float
+        OOF mean foreground surface Dice at :attr:`tolerance_mm` (nnU-Net's order of means), with the
+        weights fitted on all cases; NaN unless the search's criterion involves NSD.
+    per_class_nsd : tuple of float
+        Mean NSD over cases of each of :attr:`labels` (empty unless computed).
+    criterion : {"dice", "nsd", "dice+nsd"}
+        What :attr:`ranking_score` measures.
+    tolerance_mm : float or None
+        NSD tolerance (mm) when NSD was computed.
     """
 
     kind: CandidateKind
@@ -71,6 +80,10 @@ class Candidate:
     honest_ci: tuple[float, float]
     case_dice: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)), compare=False, repr=False)
     matrix: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)), compare=False, repr=False)
+    nsd: float = math.nan
+    per_class_nsd: tuple[float, ...] = ()
+    criterion: Literal["dice", "nsd", "dice+nsd"] = "dice"
+    tolerance_mm: float | None = None
 
     @property
     def name(self) -> str:
@@ -89,8 +102,14 @@ class Candidate:
 
     @property
     def ranking_score(self) -> float:
-        """What candidates are ranked by: :attr:`honest_score` when finite, else :attr:`score`."""
-        return self.honest_score if math.isfinite(self.honest_score) else self.score
+        """What candidates are ranked by: the honest Dice (:attr:`honest_score` when finite, else
+        :attr:`score`) for criterion "dice", :attr:`nsd` for "nsd", their mean for "dice+nsd"."""
+        dice = self.honest_score if math.isfinite(self.honest_score) else self.score
+        if self.criterion == "nsd":
+            return self.nsd
+        if self.criterion == "dice+nsd":
+            return (dice + self.nsd) / 2.0
+        return dice
 
     @property
     def complexity(self) -> tuple[int, int]:
@@ -114,6 +133,11 @@ class Candidate:
             "honest_score": _round(self.honest_score),
             "honest_ci": [_round(v) for v in self.honest_ci],
             "per_class_dice": {str(k): _round(v) for k, v in zip(self.labels, self.per_class_dice, strict=True)},
+            **({} if not self.per_class_nsd else {
+                "nsd": _round(self.nsd), "tolerance_mm": self.tolerance_mm, "criterion": self.criterion,
+                "ranking_score": _round(self.ranking_score),
+                "per_class_nsd": {str(k): _round(v) for k, v in zip(self.labels, self.per_class_nsd, strict=True)},
+            }),
         }
 
 
@@ -130,7 +154,8 @@ class SearchResult:
     postprocessing : Postprocessing or None
         Largest-component postprocessing decided on the winner's OOF predictions (None when not asked).
     postprocessed_score : float or None
-        The winner's score after that postprocessing.
+        The winner's score after that postprocessing, measured by the search's criterion (mean foreground
+        Dice by default; NSD, or the mean of Dice and NSD, with ``criterion="nsd"`` / ``"dice+nsd"``).
     models, sources, cases : tuple of str
         Model names, where they were read from, and the OOF case names.
     num_classes : int

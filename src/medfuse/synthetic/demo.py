@@ -143,7 +143,7 @@ def run_demo(
     fg: dict[str, float] = {}
     labels: tuple[int, ...] = tuple(range(1, num_classes))
     for name, folder in {**members, **fusions}.items():
-        ev = evaluate_folder(folder, root / "references", labels=labels, progress=progress,
+        ev = evaluate_folder(root / "references", folder, labels=labels, progress=progress,
                              json_path=root / "summaries" / f"{name}.json")
         dice[name] = {k: float(ev.summary.mean[k]["dice"]) for k in labels}
         fg[name] = float(ev.summary.foreground_mean["dice"])
