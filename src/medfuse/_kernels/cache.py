@@ -24,6 +24,7 @@ be written, kernels compile without the cache and one warning says why.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
 import warnings
@@ -135,8 +136,31 @@ class _LockedIndexDataCacheFile(caching.IndexDataCacheFile):
             return super().load(key)
 
 
+def _sources_stamp(files: tuple[str, ...]) -> str:
+    """sha256 over the contents of ``files`` (memoised per process by their mtimes and sizes)."""
+    key = tuple((f, os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files)
+    if key not in _STAMPS:
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f.encode() + b"\0" + Path(f).read_bytes())
+        _STAMPS[key] = digest.hexdigest()
+    return _STAMPS[key]
+
+
+_STAMPS: dict[tuple[tuple[str, int, int], ...], str] = {}
+
+
 class _Locator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
-    """Files of a kernel under :func:`cache_root`, in numba's per-source-folder sub-folder."""
+    """Files of a kernel under :func:`cache_root`, in numba's per-source-folder sub-folder.
+
+    Fresh means: the kernel's own file AND every module of this package are unchanged. Numba alone
+    checks only the kernel's file, so a changed helper it inlines (``f16``, ``raw``, ``kinds``) would
+    load stale machine code in a development checkout, where the version (and so the folder) stays.
+    """
+
+    def get_source_stamp(self) -> Any:
+        package = sorted(str(f) for f in Path(__file__).parent.glob("*.py"))
+        return _sources_stamp(tuple(dict.fromkeys([os.path.abspath(self._py_file), *package])))
 
     def __init__(self, py_func: Any, py_file: str) -> None:
         self._py_file = py_file
