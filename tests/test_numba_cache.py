@@ -97,6 +97,20 @@ def test_an_unwritable_cache_folder_compiles_without_cache(cache_dir: Path, monk
     assert kernel(np.arange(2)).tolist() == [1, 2]
 
 
+def test_a_cache_folder_that_turns_read_only_costs_a_compile_not_a_result(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache, "_state", {"warned": False, "usable": None})
+    kernel = _kernels.jit(_plain)
+
+    def refuse(path: str, *, exclusive: bool) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(cache, "_locked", refuse)
+    with pytest.warns(RuntimeWarning, match="saving to .* failed"):
+        assert kernel(np.arange(3)).tolist() == [1, 2, 3]
+    assert not list(cache_dir.rglob("*.nbi"))
+
+
 # -- the race of numba #4807, on the index + data files directly -------------------------------------------
 
 def _save_many(args: tuple[str, int, int]) -> None:

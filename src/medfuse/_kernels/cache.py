@@ -126,14 +126,21 @@ class _LockedIndexDataCacheFile(caching.IndexDataCacheFile):
         self._lock_path = os.path.join(cache_path, f"{filename_base}.lock")
 
     def save(self, key: Any, data: Any) -> None:
-        with _locked(self._lock_path, exclusive=True):
-            super().save(key, data)
+        try:
+            with _locked(self._lock_path, exclusive=True):
+                super().save(key, data)
+        except OSError as exc:  # a cache that cannot be written costs a compile next time, never a result
+            _warn_once(f"saving to {self._cache_path} failed ({exc})")
 
     def load(self, key: Any) -> Any:
         if not os.path.exists(self._index_path):
             return None  # nothing cached yet: no lock file needed
-        with _locked(self._lock_path, exclusive=False):
-            return super().load(key)
+        try:
+            with _locked(self._lock_path, exclusive=False):
+                return super().load(key)
+        except OSError as exc:
+            _warn_once(f"reading {self._cache_path} failed ({exc})")
+            return None
 
 
 def _sources_stamp(files: tuple[str, ...]) -> str:
