@@ -65,7 +65,7 @@ def test_fold_tree_refuses_bad_arguments(tmp_path, kwargs, match):
 
 def test_fold_tree_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "x").write_text("keep me")
-    with pytest.raises(ValidationError, match="`root` .* is not an empty folder"):
+    with pytest.raises(ValidationError, match=r"`root` .* is not an empty folder"):
         make_fold_tree(tmp_path)
     assert (tmp_path / "x").read_text() == "keep me"
 
