@@ -49,6 +49,16 @@ class Evaluation:
         d: dict[str, Any] = self.summary.to_nnunet_dict(files=self.files)
         return d
 
+    def __repr__(self) -> str:
+        from .._core.display import short_list
+
+        return (f"Evaluation({len(self.files)} cases, labels {short_list(self.labels)}, "
+                f"foreground mean dice {self.foreground_mean_dice:.4f})")
+
+    def _repr_html_(self) -> str:
+        html: str = self.summary._repr_html_()
+        return html
+
 
 def _case_files(folder: Path, what: str) -> dict[str, Path]:
     if not folder.is_dir():
