@@ -146,3 +146,16 @@ def test_to_frame_with_pandas(results):
     assert list(frame.columns[:3]) == ["case", "label", "dice"]
     assert len(frame) == 3 * 3 + 3 + 1
     assert list(results["a"].to_frame().index) == ["1", "2", "3"]
+
+
+def test_public_type_aliases_are_documented_for_help():
+    import pydoc
+
+    import medfuse.typing as mt
+
+    text = pydoc.render_doc(mt, renderer=pydoc.plaintext)
+    for name in mt.__all__:
+        assert hasattr(mt, name)
+        assert f"\n{name}\n    " in mt.__doc__, f"{name} is not described in medfuse.typing's docstring"
+        assert name in text
+    assert mt.TieRule.__args__ == ("lowest", "undecided", "first")
