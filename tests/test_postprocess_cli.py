@@ -175,3 +175,16 @@ def test_refusals_name_the_problem(folder, tmp_path, capsys):
     for argv, match in cases:
         assert main(["postprocess", *argv]) == 2
         assert match in capsys.readouterr().err
+
+
+def test_real_competition_maps_postprocessed_from_a_read_only_folder(real_data, tmp_path, capsys):
+    ppj = tmp_path / "postprocessing.json"  # the example of FORMATS.md: liver, a merged group, label 6
+    ppj.write_text(json.dumps({"for_which_classes": [1, 11, 6], "min_valid_object_sizes": "None"}))
+    out = tmp_path / "out"
+    assert main(["postprocess", str(real_data), "-o", str(out), "--postprocessing", str(ppj)]) == 0
+    names = sorted(p.name for p in real_data.iterdir() if p.name.endswith(".nii.gz"))
+    assert sorted(p.name for p in out.iterdir()) == names
+    labels, geometry = io.read_nifti(real_data / "case_labels.nii.gz")
+    got, got_geometry = io.read_nifti(out / "case_labels.nii.gz")
+    assert got_geometry == geometry
+    np.testing.assert_array_equal(got, keep_largest_component(labels, for_which_classes=[1, 11, 6]))
