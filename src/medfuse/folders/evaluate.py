@@ -98,6 +98,16 @@ class Evaluation:
             writer.writerows(rows)
         return out
 
+    def __repr__(self) -> str:
+        from .._core.display import short_list
+
+        return (f"Evaluation({len(self.files)} cases, labels {short_list(self.labels)}, "
+                f"foreground mean dice {self.foreground_mean_dice:.4f})")
+
+    def _repr_html_(self) -> str:
+        html: str = self.summary._repr_html_()
+        return html
+
 
 #: What a prediction folder holds and a reference folder never does (the guard against swapped arguments).
 _PREDICTION_MARKERS = ("fusion.json", ".medfuse", "postprocessing.json")

@@ -95,6 +95,18 @@ class FusionReport:
             "fingerprint": self.fingerprint,
         }
 
+    def __repr__(self) -> str:
+        return (f"FusionReport(output={str(self.output)!r}, method={self.method!r}, members={len(self.members)}, "
+                f"cases={len(self.cases)}, written={len(self.written)}, skipped={len(self.skipped)})")
+
+    def _repr_html_(self) -> str:
+        from .._core.display import html_table
+
+        w = self.weights or [1.0] * len(self.members)
+        rows = [[m, lay, str(wt)] for m, lay, wt in zip(self.members, self.layouts, w, strict=False)]
+        return html_table(["member", "layout", "weight"], rows, caption=f"{self.method} fusion of {len(self.cases)} "
+                          f"cases into {self.output} ({len(self.written)} written, {len(self.skipped)} resumed)")
+
 
 def _versions() -> dict[str, str]:
     import numba

@@ -182,6 +182,21 @@ class SearchResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return (f"SearchResult(best={self.best.name!r}, score={self.best.score:.4f}, "
+                f"honest_score={self.best.honest_score:.4f}, candidates={len(self.candidates)}, "
+                f"models={list(self.models)}, cases={len(self.cases)})")
+
+    def _repr_html_(self) -> str:
+        from .._core.display import html_table
+
+        rows = [[i, c.name, c.score, c.honest_score, f"{c.ci[0]:.4f} - {c.ci[1]:.4f}"]
+                for i, c in enumerate(self.candidates, start=1)]
+        pp = "" if self.postprocessed_score is None else f"; after postprocessing {self.postprocessed_score:.4f}"
+        return html_table(["rank", "candidate", "OOF Dice", "honest Dice", "CI"], rows, max_rows=10,
+                          caption=f"Ensemble search over {len(self.cases)} out-of-fold cases: best "
+                          f"{self.best.name}{pp}")
+
     def weights_file(self, candidate: Candidate | None = None) -> dict[str, Any]:
         """The ``--weights-file`` JSON object of a candidate (default the winner) for ``medfuse fuse``.
 
