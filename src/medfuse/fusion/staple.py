@@ -31,6 +31,8 @@ __all__ = ["staple", "staple_binary"]
 _MAX_CLASSES = 65535
 #: Largest tuple table counted in place (entries per thread, int64); larger ones are sorted instead.
 _DENSE_LIMIT = 1 << 21
+#: Largest tuple code kept in an int64; beyond it the tuples themselves are sorted.
+_CODE_LIMIT = 1 << 62
 #: Binary STAPLE stops when every sensitivity and specificity moved by a squared amount below this (ITK's).
 _BINARY_TOLERANCE = 1.0e-14
 
@@ -103,7 +105,7 @@ def _tally(arrays: Sequence[NDArray[Any]], radix: int) -> tuple[NDArray[np.int64
                        radix, table, out.reshape(-1))
 
         return _decode(codes, radix, n_members), total[codes].astype(np.float64), label_dense
-    if size < 2 ** 62:  # one int64 code per voxel, counted by sorting
+    if size < _CODE_LIMIT:  # one int64 code per voxel, counted by sorting
         all_codes = np.empty(n_voxels, dtype=np.int64)
         run_ranges(_codes, split(n_chunks, threads), threads, addrs, dtype, itemsize, n_voxels, CHUNK, radix,
                    all_codes)
