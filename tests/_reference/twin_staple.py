@@ -78,7 +78,7 @@ def staple(maps, *, undecided=None, prior=None, max_iterations=None, threshold=1
 def staple_binary(masks, *, max_iterations=None, confidence_weight=1.0):
     """Binary STAPLE voxel by voxel (ITK ``STAPLEImageFilter``), float64; 0 / 1 where ITK gives NaN."""
     d = _flat(masks).astype(bool)
-    n_members, n = d.shape
+    n_members = d.shape[0]
     w = d.mean(axis=0)
     if not d.any() or d.all():
         return np.full(np.asarray(masks[0]).shape, 1.0 if d.all() else 0.0)
