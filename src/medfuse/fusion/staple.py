@@ -169,8 +169,6 @@ def staple(
     float64 on the histogram of label tuples; SimpleITK accumulates float32 voxel by voxel, so on large
     volumes a few voxels whose two best posteriors are nearly equal can differ (see docs/fusion.md).
     """
-    from .._kernels.staple import _decide, _em, _init_confusion
-
     maps = _as_maps(label_maps, name="label_maps")
     high = _largest_label(maps)
     if num_classes is None:
@@ -195,19 +193,53 @@ def staple(
     if out.size == 0:
         return out
 
+    _run(maps, high, out, undecided=undecided, threshold=float(termination_threshold), cap=cap, prior=prior)
+    return out
+
+
+def _run(maps: Sequence[NDArray[Any]], high: int, out: NDArray[Any], *, undecided: int | None, threshold: float,
+         cap: int, prior: NDArray[np.float64] | None, outside: int = 0) -> int:
+    """STAPLE of validated, non-empty maps into ``out``; ``outside`` more voxels where every rater says 0
+    count as if they were in the maps. Returns the label those voxels get."""
+    from .._kernels.staple import _decide, _em, _init_confusion
+
     n_labels = high + 1
     arrays = [np.ascontiguousarray(m, dtype=np.uint8 if high <= 255 else np.uint16) for m in maps]
     tuples, counts, label = _tally(arrays, n_labels)
+    background = len(tuples) > 0 and not tuples[0].any()  # tuples are sorted: (0, ..., 0) comes first
+    if outside and not background:
+        tuples = np.concatenate([np.zeros((1, len(maps)), np.int64), tuples])
+        counts = np.concatenate([[0.0], counts])
+    counts[0] += outside
     if prior is None:
         freq = np.bincount(tuples.reshape(-1), weights=np.repeat(counts, len(maps)), minlength=n_labels)
         prior = freq / freq.sum()
     else:
         prior = np.ascontiguousarray(prior[:n_labels])
     conf = _init_confusion(tuples, counts, n_labels)
-    _em(tuples, counts, prior, conf, float(termination_threshold), cap)
+    _em(tuples, counts, prior, conf, threshold, cap)
     decisions = _decide(tuples, prior, conf, np.zeros(n_labels, np.int64), -1 if undecided is None else undecided)
-    label(decisions.astype(out.dtype), out)
-    return out
+    label(decisions[1:] if outside and not background else decisions, out)
+    return int(decisions[0])
+
+
+def staple_in_box(label_maps: Sequence[NDArray[Any]], *, outside_voxels: int,
+                  num_classes: int) -> tuple[NDArray[np.unsignedinteger[Any]], int]:
+    """:func:`staple` of maps cropped to a box outside which every rater says 0 on ``outside_voxels`` voxels.
+
+    The result inside the box equals that of the full maps (the voxels outside add to the counts of the
+    all-background tuple); returns it and the label of the voxels outside (0 unless STAPLE decides
+    otherwise). For the folder job, which crops every member to the union of their non-background boxes.
+    """
+    maps = _as_maps(label_maps, name="label_maps")
+    high = _largest_label(maps)
+    if high >= num_classes:
+        raise ValidationError(f"`label_maps` hold label {high}, outside [0, {num_classes}) for `num_classes`.")
+    out = np.zeros(maps[0].shape, dtype=np.uint8 if num_classes <= 256 else np.uint16)
+    if out.size == 0:  # nothing inside the box: every voxel is outside, where all raters agree on 0
+        return out, 0
+    outside_label = _run(maps, high, out, undecided=None, threshold=1e-5, cap=0, prior=None, outside=outside_voxels)
+    return out, outside_label
 
 
 def _largest_label(maps: Sequence[NDArray[Any]]) -> int:
