@@ -18,6 +18,7 @@ EPILOG = """examples:
   medfuse fuse pred_2d pred_3d pred_cascade -o fused
   medfuse fuse pred_2d pred_3d pred_cascade -o fused --weights 1,2,2 --postprocessing postprocessing.json
   medfuse fuse pred_3d labels_only -o fused --method vote --jobs 2
+  medfuse fuse labels_a labels_b labels_c -o fused --method staple
   medfuse fuse pred_2d pred_3d -o fused --weights-file search_out/search.json
 """
 
@@ -26,8 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("members", nargs="+", metavar="MEMBER",
                         help="prediction folders (v1/PaddleSeg, nnU-Net v2, or label maps only)")
     parser.add_argument("-o", "--output", required=True, help="output folder (never one of the inputs)")
-    parser.add_argument("--method", choices=("mean", "vote"), default="mean",
-                        help="mean of probabilities (default) or majority vote")
+    parser.add_argument("--method", choices=("mean", "vote", "staple"), default="mean",
+                        help="mean of probabilities (default), majority vote, or STAPLE of the members' labels "
+                             "(argmax of probabilities; no --weights)")
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--weights", help="comma-separated weight per member, e.g. 1,2,2")
     weights.add_argument("--weights-file", metavar="FILE",

@@ -30,7 +30,7 @@ from .evaluate import Evaluation, evaluate_folder  # re-exported: the folder job
 
 __all__ = ["Evaluation", "FusionReport", "evaluate_folder", "fuse_folders"]
 
-Method = Literal["mean", "vote"]
+Method = Literal["mean", "vote", "staple"]
 PathLike = str | os.PathLike[str]
 
 FUSION_JSON = "fusion.json"
@@ -49,7 +49,7 @@ class FusionReport:
         Member folders, in the order the weights refer to.
     layouts : tuple of str
         Each member's layout (``"v1"``, ``"v2"`` or ``"labels"``).
-    method : {"mean", "vote"}
+    method : {"mean", "vote", "staple"}
     weights : list or None
         The weights as given: per member, or per member and class.
     cases : tuple of str
@@ -270,6 +270,17 @@ def _mean_class_major(sources: Sequence[Any], job: _CaseJob, num_classes: int, d
     return fuser.labels(), (fuser.probabilities() if job.save_probabilities else None)
 
 
+def _staple_case(sources: Sequence[Any], num_classes: int, domain: Box, domain_shape: tuple[int, ...],
+                 n_voxels: int) -> tuple[NDArray[Any], int]:
+    """STAPLE of the members' labels (argmax of probabilities) in the domain; the all-background voxels
+    outside it still count, so the result equals STAPLE of the full maps."""
+    from ..fusion.staple import staple_in_box
+
+    members = [paste_into_box(s.argmax_labels(full=False), _relative(_box_of(s), domain), domain_shape, fill=0)
+               if s.has_probabilities else _crop(s.read_labels(), domain) for s in sources]
+    return staple_in_box(members, outside_voxels=n_voxels - int(np.prod(domain_shape)), num_classes=num_classes)
+
+
 def _fuse_case(job: _CaseJob) -> tuple[str, float]:
     """Fuse one case and write it; returns (case, seconds). Runs in a worker."""
     from .. import io
@@ -305,9 +316,12 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float]:
     domain_shape = tuple(b1 - b0 for b0, b1 in domain)
 
     fused_probs: NDArray[np.float16] | None = None
-    method = job.method if any(s.has_probabilities for s in sources) else "vote"
+    outside_label = 0
+    method = job.method if job.method != "mean" or any(s.has_probabilities for s in sources) else "vote"
     if method == "mean":
         labels, fused_probs = _mean_class_major(sources, job, num_classes, domain, domain_shape)
+    elif method == "staple":
+        labels, outside_label = _staple_case(sources, num_classes, domain, domain_shape, int(np.prod(shape)))
     else:
         vote = VoteAccumulator(num_classes, domain_shape)
         for m, s in enumerate(sources):
@@ -331,7 +345,7 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float]:
         pp = Postprocessing.read(job.postprocessing)
         labels = apply_postprocessing(labels, pp, spacing_mm=geometry.spacing)
 
-    out_labels = paste_into_box(labels, domain, shape, fill=0)
+    out_labels = paste_into_box(labels, domain, shape, fill=outside_label if method == "staple" else 0)
     out = Path(job.output)
     if fused_probs is not None:
         io.write_v1_case(out, job.case, probabilities=fused_probs, labels=out_labels,
@@ -415,6 +429,8 @@ def fuse_folders(
     method : {"mean", "vote"}
         ``"mean"``: argmax of the (weighted, per class normalised) mean probability; ties go to the lowest
         class. ``"vote"``: (weighted) majority vote of each member's argmax; ties go to the lowest label.
+        ``"staple"``: multi-label STAPLE (:func:`medfuse.staple`) of each member's labels (a probability
+        member's argmax), over the whole volume; no ``weights``.
     weights : array_like of shape (M,) or (M, C), optional
         Non-negative weights per member, or per member and class (``"mean"`` only). Equal when omitted.
     postprocessing : path or mapping, optional
@@ -452,14 +468,17 @@ def fuse_folders(
     paths = _as_member_paths(members)
     out = Path(output)
     _check_output(out, paths)
-    if method not in ("mean", "vote"):
-        raise ValidationError(f"`method` must be 'mean' or 'vote'; got {method!r}.")
+    if method not in ("mean", "vote", "staple"):
+        raise ValidationError(f"`method` must be 'mean', 'vote' or 'staple'; got {method!r}.")
+    if method == "staple" and weights is not None:
+        raise ValidationError("`weights` are not defined for method='staple': STAPLE estimates each member's "
+                              "reliability itself. Leave `weights` out, or use method='vote' or 'mean'.")
     w = _as_fusion_weights(weights, len(paths))
     if w is not None and w.ndim == 2 and method == "vote":
         raise ValidationError("`weights` per member and class need method='mean'; give one weight per member "
                               "for 'vote'.")
     if save_probabilities and method != "mean":
-        raise ValidationError("`save_probabilities` needs method='mean' (a vote has no probabilities).")
+        raise ValidationError(f"`save_probabilities` needs method='mean' ({method!r} gives no probabilities).")
     pp_dict: dict[str, Any] | None = None
     if postprocessing is not None:
         from ..postprocess import Postprocessing
