@@ -63,15 +63,13 @@ Checks, in the same pass
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 
 from . import jit
 from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
-from .logf import _log_f32
 from .raw import _prefetch, _view
+from .spaces import _hard_values, _load16, _load32, log_variant
 
 __all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chunks", "_fuse_chunks_log"]
 
@@ -83,42 +81,6 @@ STEP_BYTES = 256
 STEP_F16 = STEP_BYTES // 2
 STEP_F32 = STEP_BYTES // 4
 PREFETCH_AHEAD = 1024
-
-
-@jit
-def _load16(bits, tab, eps):
-    """Value a float16 member adds (times its weight): the probability (linear space)."""
-    return _bits_to_float32(bits)
-
-
-@jit
-def _load32(bits, tab, eps):
-    """Value a float32 member adds (times its weight): the probability (linear space)."""
-    return _bits_to_float32(bits)
-
-
-@jit
-def _hard_values(eps):
-    """What a hard member adds (times its weight) where its label is / is not the class: 1, 0."""
-    return np.float32(1.0), np.float32(0.0)
-
-
-@jit
-def _load16_log(bits, tab, eps):
-    """Log space: ``tab[bits]``, the wrapper's float32 ``np.log(max(p, eps))`` of every float16 pattern."""
-    return tab[bits]
-
-
-@jit
-def _load32_log(bits, tab, eps):
-    """Log space: ``log(max(p, eps))`` by :func:`medfuse._kernels.logf._log_f32` (under 1 ulp)."""
-    return _log_f32(max(_bits_to_float32(bits), eps))
-
-
-@jit
-def _hard_values_log(eps):
-    """Log space: a one-hot member adds log(1) = 0 and log(eps)."""
-    return np.float32(0.0), _log_f32(eps)
 
 
 @jit
@@ -611,20 +573,8 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
             sum_checked[t] += ns
 
 
-def _variant(fn, suffix, **replace):
-    """``fn`` compiled with some of its module globals replaced (numba freezes globals at compile time)."""
-    py = getattr(fn, "py_func", fn)
-    scope = dict(py.__globals__)
-    scope.update(replace)
-    new = types.FunctionType(py.__code__, scope, py.__name__, py.__defaults__, py.__closure__)
-    new.__qualname__ = py.__qualname__ + suffix  # its own numba cache file
-    new.__doc__ = py.__doc__
-    return jit(new)
-
-
 #: the same kernel in log space: every member adds ``w * log(max(p, eps))`` (a one-hot member
 #: ``w * log(1)`` or ``w * log(eps)``), so the label output is the argmax of the weighted geometric mean
 #: and the mean output the weighted mean of the logs. One body, two compiled kernels: the linear one is
 #: unchanged and compiles only when used, and so does this one.
-_fuse_chunks_log = _variant(_fuse_chunks, "_log", _load16=_load16_log, _load32=_load32_log,
-                            _hard_values=_hard_values_log)
+_fuse_chunks_log = log_variant(_fuse_chunks)

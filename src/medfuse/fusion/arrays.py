@@ -66,7 +66,7 @@ from .inputs import (
     prepare_label_maps,
     prepare_members,
 )
-from .run import _TIES, DEFAULT_EPS, Space, TieRule, _run_fusion, _tie_code, _undecided_label
+from .run import _TIES, DEFAULT_EPS, Space, TieRule, _run_fusion, _tie_code, _undecided_label, softmax_in_place
 
 __all__ = [
     "RANGE_TOLERANCE",
@@ -168,21 +168,9 @@ def average_probabilities(
     if mean is None:  # pragma: no cover - _run_fusion always returns it when asked
         raise RuntimeError("fusion kernel returned no mean")
     if space == "log":
-        _softmax_in_place(mean)
+        softmax_in_place(mean)
     return mean
 
-
-def _softmax_in_place(logs: NDArray[np.float32]) -> None:
-    """``logs[:] = softmax(logs, axis=0)``, one class plane at a time (no (C, ...) temporaries)."""
-    if logs.size == 0:
-        return
-    top = logs.max(axis=0)
-    total = np.zeros_like(top)
-    for plane in logs:
-        plane -= top
-        np.exp(plane, out=plane)
-        total += plane
-    logs /= total
 
 
 def majority_vote(

@@ -73,6 +73,19 @@ def log_table(eps: float) -> NDArray[np.float32]:
     return tab
 
 
+def softmax_in_place(logs: NDArray[np.float32]) -> None:
+    """``logs[:] = softmax(logs, axis=0)`` (float32), one class plane at a time (no (C, ...) temporaries)."""
+    if logs.size == 0:
+        return
+    top = logs.max(axis=0)
+    total = np.zeros_like(top)
+    for plane in logs:
+        plane -= top
+        np.exp(plane, out=plane)
+        total += plane
+    logs /= total
+
+
 def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean: bool, check: bool,
                 normalise: bool = True, space: Space = "probability",
                 eps: float = DEFAULT_EPS) -> tuple[NDArray[Any] | None, NDArray[np.float32] | None]:
