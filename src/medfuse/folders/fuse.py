@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from .._core.progress import progress_bar
 from .._version import __version__
 from ..errors import CaseMismatchError, ValidationError
+from ..fusion.run import DEFAULT_EPS, Space, check_space
 from ..geometry import Box, Geometry, paste_into_box, union_box
 from ..io.journal import FileDigest, digest_files, journaled_run, v1_case_files
 from ..io.jsonfile import write_json
@@ -78,6 +79,7 @@ class FusionReport:
     seconds: dict[str, float] = field(default_factory=dict)
     postprocessing: dict[str, Any] | None = None
     fingerprint: str = ""
+    space: str = "probability"
 
     def to_dict(self) -> dict[str, Any]:
         """What this run did, as JSON-able data (``fusion.json`` describes the folder instead)."""
@@ -93,6 +95,7 @@ class FusionReport:
             "skipped": list(self.skipped),
             "seconds_per_case": dict(sorted(self.seconds.items())),
             "fingerprint": self.fingerprint,
+            "space": self.space,
         }
 
 
@@ -210,6 +213,8 @@ class _CaseJob:
     output: str
     postprocessing: dict[str, Any] | None
     save_probabilities: bool
+    space: str = "probability"  # "mean" in probability or log space (fusion.run.Space)
+    eps: float = 1e-6
 
 
 def _member_weight(weights: NDArray[np.float64] | None, m: int, num_classes: int, folder: str) -> NDArray[np.float64]:
@@ -238,7 +243,8 @@ def _mean_class_major(sources: Sequence[Any], job: _CaseJob, num_classes: int, d
         np.stack([_member_weight(job.weights, m, num_classes, str(s.folder.path)) for m, s in enumerate(sources)]),
         n_members=len(sources), n_classes=num_classes)
     names = {m: f"case {job.case!r}: member {str(s.npz_path or s.label_path)!r}" for m, s in enumerate(sources)}
-    fuser = ClassMajorMean(num_classes, domain_shape, keep_probabilities=job.save_probabilities, names=names)
+    fuser = ClassMajorMean(num_classes, domain_shape, keep_probabilities=job.save_probabilities, names=names,
+                           space="log" if job.space == "log" else "probability", eps=job.eps)
     hard = {m: _crop(s.read_labels(), domain) for m, s in enumerate(sources) if not s.has_probabilities}
     boxes = {m: _relative(_box_of(s), domain) for m, s in enumerate(sources) if s.has_probabilities}
     streams = [s.iter_channels() if s.has_probabilities else None for s in sources]
@@ -385,6 +391,8 @@ def fuse_folders(
     executor: Executor | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    space: Space = "probability",
+    eps: float = DEFAULT_EPS,
 ) -> FusionReport:
     """Fuse the prediction folders of several models into one folder of label maps.
 
@@ -422,6 +430,12 @@ def fuse_folders(
         alone. Without it, other settings or unrecorded files are an error (never a silent mix).
     progress : bool
         Show a progress bar (needs tqdm, extra ``progress``).
+    space : {"probability", "log"}, default "probability"
+        ``"mean"`` only: average the probabilities, or ``log(max(p, eps))`` (the weighted geometric mean,
+        whose argmax for softmax members is that of the averaged logits; see
+        :func:`medfuse.fuse_probabilities`). Saved probabilities are then the normalised geometric mean.
+    eps : float, default 1e-6
+        Log space only: probabilities are clamped to ``eps`` before their log.
 
     Returns
     -------
@@ -448,6 +462,10 @@ def fuse_folders(
                               "for 'vote'.")
     if save_probabilities and method != "mean":
         raise ValidationError("`save_probabilities` needs method='mean' (a vote has no probabilities).")
+    log, eps32 = check_space(space, eps)
+    if log and method != "mean":
+        raise ValidationError(f"`space` 'log' needs method='mean' (it fuses probabilities); got method={method!r}. "
+                              "Drop space='log', or use method='mean'.")
     pp_dict: dict[str, Any] | None = None
     if postprocessing is not None:
         from ..postprocess import Postprocessing
@@ -457,11 +475,13 @@ def fuse_folders(
     folders = [io.open_folder(p) for p in paths]
     all_cases = _common_cases(folders, cases)
     settings = _fusion_settings(paths, folders, method, w, pp_dict, save_probabilities)
+    if log:  # only then: the fingerprint of a probability-space run is what it was
+        settings.update(space="log", eps=float(eps32))
     seconds: dict[str, float] = {}
     with journaled_run(out, settings, all_cases, overwrite=overwrite, command=_command("fuse_folders"),
                        extra_files=(FUSION_JSON,)) as (journal, plan):
         jobs = [_CaseJob(c, tuple(f.subset([c]) for f in folders), method, w, str(out), pp_dict,
-                         save_probabilities) for c in plan.todo]
+                         save_probabilities, "log" if log else "probability", float(eps32)) for c in plan.todo]
         try:
             journal.begin(plan.todo)
             for case, sec, files in progress_bar(_run_cases(jobs, executor), enabled=progress,
@@ -475,5 +495,5 @@ def fuse_folders(
         output=out, members=tuple(str(p) for p in paths), layouts=tuple(f.layout for f in folders),
         method=method, weights=None if w is None else w.tolist(), cases=tuple(all_cases),
         written=tuple(c for c in plan.todo if c in seconds), skipped=plan.done, seconds=seconds,
-        postprocessing=pp_dict, fingerprint=journal.fingerprint,
+        postprocessing=pp_dict, fingerprint=journal.fingerprint, space="log" if log else "probability",
     )
