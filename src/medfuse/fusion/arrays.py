@@ -207,7 +207,7 @@ def majority_vote(
     numpy range pass and a conversion (see :mod:`medfuse.fusion.inputs`).
     """
     from .._kernels.threads import n_threads, run_ranges, split
-    from .._kernels.vote import _vote_chunks
+    from .._kernels.vote import PAIRWISE_FROM, _vote_chunks
 
     tie_code = _tie_code(tie)
     n_cls = None if num_classes is None else as_int(num_classes, name="num_classes", minimum=1)
@@ -216,7 +216,7 @@ def majority_vote(
     undecided = _undecided_label(undecided_label, tie)
     if weights is None:
         w: NDArray[Any] = np.ones(n_members, dtype=np.uint8 if n_members <= 255 else np.int32)
-        params = np.array([n_members // 2, 0], dtype=w.dtype)
+        params = np.array([n_members // 2, 0, PAIRWISE_FROM], dtype=w.dtype)
     else:
         w1 = np.asarray(weights, dtype=object)
         if w1.ndim != 1:
@@ -226,7 +226,7 @@ def majority_vote(
             )
         w = as_member_weights(weights, n_members=n_members, n_classes=1)[:, 0]
         half = float(w.sum()) / 2.0
-        params = np.array([half * (1.0 + 1e-9) + 1e-300, 0.0])  # margin: float sums may round up
+        params = np.array([half * (1.0 + 1e-9) + 1e-300, 0.0, 0.0])  # margin: float sums may round up
     known_top = n_cls - 1 if n_cls is not None else maps.largest
     if undecided is None and tie_code == _TIES["undecided"]:
         if known_top is None:  # uint8 maps, no num_classes: the largest label is needed now
