@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Postprocessing
+    from .strategies import StrategyComparison
 
 __all__ = ["Candidate", "CandidateKind", "SearchResult"]
 
@@ -142,6 +143,9 @@ class SearchResult:
         Seconds spent per stage.
     settings : mapping of str to Any
         The options of the run.
+    strategies : StrategyComparison or None
+        With ``strategies=`` beyond ``("mean",)``: every equal-weight subset scored under each strategy,
+        the winning strategy and its margin (:mod:`medfuse.search.strategies`).
     """
 
     best: Candidate
@@ -156,6 +160,7 @@ class SearchResult:
     notes: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    strategies: StrategyComparison | None = None
 
     def weights_file(self, candidate: Candidate | None = None) -> dict[str, Any]:
         """The ``--weights-file`` JSON object of a candidate (default the winner) for ``medfuse fuse``.
@@ -215,6 +220,7 @@ class SearchResult:
             "notes": list(self.notes),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "settings": dict(self.settings),
+            **({"strategies": self.strategies.to_dict()} if self.strategies is not None else {}),
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int = 2) -> str:
