@@ -60,9 +60,20 @@ def log_f32(x) -> np.ndarray:
 
 def log_value(member: np.ndarray, eps: float) -> np.ndarray:
     """What a probability member adds in log space: numpy's float32 log for float16 members (medfuse's
-    table), the Cephes logf for float32 members; both of max(p, eps)."""
+    table), :func:`log32` for float32 members; both of max(p, eps)."""
     clamped = np.maximum(member.astype(np.float32), np.float32(eps))
-    return np.log(clamped) if member.dtype == np.float16 else log_f32(clamped)
+    return np.log(clamped) if member.dtype == np.float16 else log32(clamped)
+
+
+def log32(x: np.ndarray) -> np.ndarray:
+    """medfuse's float32 log (x >= eps > 0): log of x cut to its top 16 bits, plus log1p of the rest."""
+    x = np.asarray(x, dtype=np.float32)
+    h = (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+    log_h = np.log(h.astype(np.float64)).astype(np.float32)
+    inv_h = (1.0 / h.astype(np.float64)).astype(np.float32)
+    r = (x - h) * inv_h
+    one, half, third = np.float32(1.0), np.float32(0.5), np.float32(1.0 / 3.0)
+    return (log_h + r * (one - r * (half - r * third))).astype(np.float32)
 
 
 def weighted_mean(members: Sequence[np.ndarray], weights=None, num_classes: int | None = None,

@@ -37,8 +37,9 @@ Log space
     ``log p_m[c] = z_m[c] - logsumexp(z_m)`` and the second term is the same for every class, so (as long
     as no probability falls below ``eps``) the argmax equals that of ``sum_m w_m z_m``: averaging the
     members' logits, which is what nnU-Net v2 does across folds. ``log(max(p, eps))`` is numpy's float32
-    log for float16 members (a 65536-entry table, exact) and a vectorised Cephes ``logf`` (under 1 ulp
-    from numpy's; :mod:`medfuse._kernels.logf`) for float32 members; sums run as in probability space.
+    log for float16 members (a 65536-entry table, exact) and, for float32 members, the log of the value
+    cut to its top 16 bits (table) plus a cubic ``log1p`` of the rest (~1e-9 from numpy's float64 log;
+    :mod:`medfuse._kernels.spaces`); sums run as in probability space.
     A hard member adds ``w * log(1) = 0`` for its label and ``w * log(eps)`` for the others.
 
 Input layouts

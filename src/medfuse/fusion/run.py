@@ -63,11 +63,14 @@ def check_space(space: object, eps: object) -> tuple[bool, np.float32]:
 
 @functools.lru_cache(maxsize=4)
 def log_table(eps: float) -> NDArray[np.float32]:
-    """float32 ``log(max(p, eps))`` of every float16 bit pattern ``p`` (non-finite patterns: 0, unused:
-    such members fail the range check)."""
+    """The log-space table (:mod:`medfuse._kernels.spaces`): float32 ``log(max(p, eps))`` of every float16
+    bit pattern ``p``, then ``log(h)`` and ``1 / h`` of every float32 ``h`` with zero low 16 bits (entries
+    of non-finite values or zero: 0, unused: such members fail the range check or are clamped to eps)."""
     p = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        tab: NDArray[np.float32] = np.log(np.maximum(p, np.float32(eps)))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        h = (np.arange(65536, dtype=np.uint32) << np.uint32(16)).view(np.float32).astype(np.float64)
+        parts = [np.log(np.maximum(p, np.float32(eps))), np.log(h).astype(np.float32), (1.0 / h).astype(np.float32)]
+    tab: NDArray[np.float32] = np.concatenate(parts).astype(np.float32)
     tab[~np.isfinite(tab)] = 0.0
     tab.setflags(write=False)
     return tab
