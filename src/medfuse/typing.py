@@ -42,7 +42,7 @@ FolderLayout
 from __future__ import annotations
 
 from ._core.typing import Connectivity, EmptyRule, LabelArray, LabelMembers, ProbArray, ProbMembers, Spacing
-from .folders.fuse import Method as FusionMethod
+from .folders.cases import Method as FusionMethod
 from .fusion.run import TieRule
 from .io.folders import Layout as FolderLayout
 from .metrics.results import Key, MetricName

@@ -69,8 +69,9 @@ from . import jit
 from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
 from .raw import _prefetch, _view
+from .spaces import _hard_values, _load16, _load32, log_variant
 
-__all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chunks"]
+__all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chunks", "_fuse_chunks_log"]
 
 #: bytes per item of each kind
 ITEMSIZE = (2, 4, 1, 2)
@@ -84,7 +85,7 @@ PREFETCH_AHEAD = 1024
 
 @jit
 def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, check_every, check_size, tol,
-                 out_addr, out_kind, mean_addr, maxbits, sum_bad, sum_checked):
+                 out_addr, out_kind, mean_addr, maxbits, sum_bad, sum_checked, tab, eps):
     """Weighted mean of M members over C classes on chunks ``k0 .. k1``, as labels and/or probabilities.
 
     Parameters
@@ -109,6 +110,9 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
         Per range and member: largest raw bit pattern (probability member) or label (hard member).
     sum_bad : (R, M) int64, zeroed; sum_checked : (R,) int64, zeroed
         Per range: voxels failing the sum check, per member; voxels checked.
+    tab : (65536,) float32 (log space) or (1,) float32 (unused); eps : float32
+        Log space (:data:`_fuse_chunks_log`): float16 members add ``w * tab[bits]``, float32 members
+        ``w * log(max(p, eps))``. The linear kernel ignores both.
     """
     n_members = addrs.size
     n_classes = weights.shape[1]
@@ -117,6 +121,7 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
     s = np.empty(max(0, min(chunk, check_size)), np.float32)  # class sums of the sampled voxels
     zero = np.float32(0.0)
     one = np.float32(1.0)
+    hot, cold = _hard_values(eps)  # what a hard member adds where its label is / is not the class
     # the last group of a class folds the argmax into its loop when it is 4 or 5 probability members
     # and the only output is uint8 labels
     fold_ok = out_addr != 0 and out_kind == 0 and mean_addr == 0
@@ -156,14 +161,15 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                 if kind in (KIND_U8, KIND_U16):
                     # hard member: one-hot of its labels, never materialised
                     run = 1
-                    wc = weights[m, c]
+                    wc = weights[m, c] * hot  # a hard member counts as its one-hot: hot / cold values
+                    wl = weights[m, c] * cold
                     if kind == KIND_U8:
                         l8 = _view(addrs[m] + s0, n, np.uint8)
                         x8 = np.uint8(0)
                         for i in range(n):
                             v8 = l8[i]
                             u = zero if first else a[i]
-                            u += wc if v8 == c else zero
+                            u += wc if v8 == c else wl
                             a[i] = u
                             x8 = max(x8, v8)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(x8))
@@ -173,7 +179,7 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                         for i in range(n):
                             v16 = l16[i]
                             u = zero if first else a[i]
-                            u += wc if v16 == c else zero
+                            u += wc if v16 == c else wl
                             a[i] = u
                             x16 = max(x16, v16)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(x16))
@@ -222,11 +228,11 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     b3 = g3[i]
                                     b4 = g4[i]
                                     u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(b0)
-                                    u += w1 * _bits_to_float32(b1)
-                                    u += w2 * _bits_to_float32(b2)
-                                    u += w3 * _bits_to_float32(b3)
-                                    u += w4 * _bits_to_float32(b4)
+                                    u += w0 * _load16(b0, tab, eps)
+                                    u += w1 * _load16(b1, tab, eps)
+                                    u += w2 * _load16(b2, tab, eps)
+                                    u += w3 * _load16(b3, tab, eps)
+                                    u += w4 * _load16(b4, tab, eps)
                                     b = bs[i]
                                     gt = u > b
                                     bs[i] = u if gt else b
@@ -245,11 +251,11 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                 b3 = h3[i]
                                 b4 = h4[i]
                                 u = zero if first else a[i]
-                                u += w0 * _bits_to_float32(b0)
-                                u += w1 * _bits_to_float32(b1)
-                                u += w2 * _bits_to_float32(b2)
-                                u += w3 * _bits_to_float32(b3)
-                                u += w4 * _bits_to_float32(b4)
+                                u += w0 * _load16(b0, tab, eps)
+                                u += w1 * _load16(b1, tab, eps)
+                                u += w2 * _load16(b2, tab, eps)
+                                u += w3 * _load16(b3, tab, eps)
+                                u += w4 * _load16(b4, tab, eps)
                                 a[i] = u
                                 y0 = max(y0, b0)
                                 y1 = max(y1, b1)
@@ -299,10 +305,10 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     b2 = g2[i]
                                     b3 = g3[i]
                                     u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(b0)
-                                    u += w1 * _bits_to_float32(b1)
-                                    u += w2 * _bits_to_float32(b2)
-                                    u += w3 * _bits_to_float32(b3)
+                                    u += w0 * _load16(b0, tab, eps)
+                                    u += w1 * _load16(b1, tab, eps)
+                                    u += w2 * _load16(b2, tab, eps)
+                                    u += w3 * _load16(b3, tab, eps)
                                     b = bs[i]
                                     gt = u > b
                                     bs[i] = u if gt else b
@@ -319,10 +325,10 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                 b2 = h2[i]
                                 b3 = h3[i]
                                 u = zero if first else a[i]
-                                u += w0 * _bits_to_float32(b0)
-                                u += w1 * _bits_to_float32(b1)
-                                u += w2 * _bits_to_float32(b2)
-                                u += w3 * _bits_to_float32(b3)
+                                u += w0 * _load16(b0, tab, eps)
+                                u += w1 * _load16(b1, tab, eps)
+                                u += w2 * _load16(b2, tab, eps)
+                                u += w3 * _load16(b3, tab, eps)
                                 a[i] = u
                                 y0 = max(y0, b0)
                                 y1 = max(y1, b1)
@@ -341,7 +347,7 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                         for i in range(n):
                             b0 = h0[i]
                             u = zero if first else a[i]
-                            u += w0 * _bits_to_float32(b0)
+                            u += w0 * _load16(b0, tab, eps)
                             a[i] = u
                             y0 = max(y0, b0)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(y0))
@@ -390,11 +396,11 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     e3 = g3[i]
                                     e4 = g4[i]
                                     u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(e0)
-                                    u += w1 * _bits_to_float32(e1)
-                                    u += w2 * _bits_to_float32(e2)
-                                    u += w3 * _bits_to_float32(e3)
-                                    u += w4 * _bits_to_float32(e4)
+                                    u += w0 * _load32(e0, tab, eps)
+                                    u += w1 * _load32(e1, tab, eps)
+                                    u += w2 * _load32(e2, tab, eps)
+                                    u += w3 * _load32(e3, tab, eps)
+                                    u += w4 * _load32(e4, tab, eps)
                                     b = bs[i]
                                     gt = u > b
                                     bs[i] = u if gt else b
@@ -413,11 +419,11 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                 e3 = f3[i]
                                 e4 = f4[i]
                                 u = zero if first else a[i]
-                                u += w0 * _bits_to_float32(e0)
-                                u += w1 * _bits_to_float32(e1)
-                                u += w2 * _bits_to_float32(e2)
-                                u += w3 * _bits_to_float32(e3)
-                                u += w4 * _bits_to_float32(e4)
+                                u += w0 * _load32(e0, tab, eps)
+                                u += w1 * _load32(e1, tab, eps)
+                                u += w2 * _load32(e2, tab, eps)
+                                u += w3 * _load32(e3, tab, eps)
+                                u += w4 * _load32(e4, tab, eps)
                                 a[i] = u
                                 z0 = max(z0, e0)
                                 z1 = max(z1, e1)
@@ -467,10 +473,10 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     e2 = g2[i]
                                     e3 = g3[i]
                                     u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(e0)
-                                    u += w1 * _bits_to_float32(e1)
-                                    u += w2 * _bits_to_float32(e2)
-                                    u += w3 * _bits_to_float32(e3)
+                                    u += w0 * _load32(e0, tab, eps)
+                                    u += w1 * _load32(e1, tab, eps)
+                                    u += w2 * _load32(e2, tab, eps)
+                                    u += w3 * _load32(e3, tab, eps)
                                     b = bs[i]
                                     gt = u > b
                                     bs[i] = u if gt else b
@@ -487,10 +493,10 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                 e2 = f2[i]
                                 e3 = f3[i]
                                 u = zero if first else a[i]
-                                u += w0 * _bits_to_float32(e0)
-                                u += w1 * _bits_to_float32(e1)
-                                u += w2 * _bits_to_float32(e2)
-                                u += w3 * _bits_to_float32(e3)
+                                u += w0 * _load32(e0, tab, eps)
+                                u += w1 * _load32(e1, tab, eps)
+                                u += w2 * _load32(e2, tab, eps)
+                                u += w3 * _load32(e3, tab, eps)
                                 a[i] = u
                                 z0 = max(z0, e0)
                                 z1 = max(z1, e1)
@@ -509,7 +515,7 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                         for i in range(n):
                             e0 = f0[i]
                             u = zero if first else a[i]
-                            u += w0 * _bits_to_float32(e0)
+                            u += w0 * _load32(e0, tab, eps)
                             a[i] = u
                             z0 = max(z0, e0)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(z0))
@@ -565,3 +571,10 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                     bad += 0 if abs(s[i] - one) <= tol else 1
                 sum_bad[t, m] += bad
             sum_checked[t] += ns
+
+
+#: the same kernel in log space: every member adds ``w * log(max(p, eps))`` (a one-hot member
+#: ``w * log(1)`` or ``w * log(eps)``), so the label output is the argmax of the weighted geometric mean
+#: and the mean output the weighted mean of the logs. One body, two compiled kernels: the linear one is
+#: unchanged and compiles only when used, and so does this one.
+_fuse_chunks_log = log_variant(_fuse_chunks)

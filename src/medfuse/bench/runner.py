@@ -6,7 +6,9 @@
   :func:`medfuse.fusion.fuse_probabilities` vs nnU-Net v2's approach (float32 running sum, then argmax),
   ``np.mean(np.stack(members), 0).argmax(0)`` and MONAI's ``MeanEnsemble`` (when installed);
 * **vote** (5 x 256 x 512 x 512 uint8, 14 labels): :func:`medfuse.fusion.majority_vote` vs numpy one-hot
-  counting and SimpleITK's ``LabelVotingImageFilter``;
+  counting and SimpleITK's ``LabelVotingImageFilter``, then against SimpleITK at ~100%, ~75% and ~45%
+  unanimous voxels (:mod:`medfuse.bench.agreement`); the fusion sections add log-space fusion
+  (``space="log"``) next to the linear row;
 * **dice** (14 labels, 256 x 512 x 512): :func:`medfuse.metrics.dice` vs ``np.bincount(ref * K + pred)``
   and SimpleITK's ``LabelOverlapMeasuresImageFilter``;
 * **surface** (HD, HD95, ASD, NSD at 1 and 2 mm of every label, 256 x 512 x 512 at 2.5 x 0.8 x 0.8 mm):
@@ -44,6 +46,7 @@ from numpy.typing import NDArray
 
 from .._core.optional import has_module, import_optional
 from ..errors import ValidationError
+from . import agreement
 from .peers import (
     _bincount_dice,
     _confusion_dice,
@@ -247,6 +250,7 @@ class _Run:
                 return _monai_mean(ms)
 
             ours = self.measure(section, "medfuse fuse_probabilities", ours_fn, nbytes)
+            agreement.log_fusion_row(self, section, members, nbytes, ours)
             theirs = self.measure(section, "nnU-Net v2 style (running sum)", nnunet_fn, nbytes)
             self.check(f"{section}: medfuse == nnU-Net v2 style labels (share equal)",
                        bool(np.mean(ours == theirs) > 0.9999))
@@ -261,7 +265,7 @@ class _Run:
     def vote(self) -> None:
         from ..fusion import majority_vote
 
-        _, maps = _label_members(self.sizes, self.log)
+        reference, maps = _label_members(self.sizes, self.log)
         k = self.sizes.labels
         nbytes = sum(m.nbytes for m in maps)
         tiny = [m[:1, :2, :3].copy() for m in maps[:3]]
@@ -287,6 +291,8 @@ class _Run:
             del images
         else:
             self.skipped.append("SimpleITK LabelVoting: SimpleITK not installed")
+        maps.clear()  # free the members before the agreement rows build theirs
+        agreement.vote_levels(self, reference, self.sizes.vote[0], k)
 
     # ---------------------------------------------------------------- dice
     def dice(self) -> None:
@@ -419,6 +425,7 @@ def _targets(run: _Run) -> list[Target]:
     speedup("Dice vs bincount", 25, "dice", "np.bincount")
     speedup("Dice vs SimpleITK", 40, "dice", "SimpleITK")
     speedup("surface metrics vs DeepMind surface-distance", 10, "surface", "surface-distance")
+    agreement.targets(run.measurements, add)
     return out
 
 

@@ -11,7 +11,8 @@ from ._common import check_output_folder, parse_int_list
 NAME = "search"
 HELP = "choose the best ensemble (models, weights, postprocessing) on out-of-fold validation predictions"
 #: API spellings in messages -> this command's arguments
-FLAG_NAMES = {"`references`": "`--references`", "`names`": "`--names`", "`labels`": "`--labels`",
+FLAG_NAMES = {"`strategies`": "`--strategies`",
+              "`references`": "`--references`", "`names`": "`--names`", "`labels`": "`--labels`",
               "`learn_weights`": "`--learn-weights`", "`postprocessing`": "`--postprocessing`",
               "`connectivity`": "`--connectivity`", "`min_object_size`": "`--min-object-size`",
               "`n_bootstrap`": "`--bootstrap`", "`confidence`": "`--confidence`",
@@ -65,6 +66,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="memory for the contested voxels (default 2048; beyond it: sampled, then re-scored)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and samples (default 0)")
     parser.add_argument("--threads", type=int, help="threads of the kernels (default: all cores)")
+    parser.add_argument("--strategies", default="mean", metavar="LIST",
+                        help="comma-separated fusion strategies to compare on every equal-weight subset: "
+                             "mean,log,vote,staple (default: mean only)")
     parser.add_argument("--html", action="store_true", help="also write report.html")
     parser.add_argument("--plots", action="store_true",
                         help="also write ranking.png and dice_boxplot.png (needs matplotlib, extra 'plot')")
@@ -94,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         tie_tolerance=args.tie_tolerance, max_members=args.max_members, memory_limit_mb=args.memory_limit_mb,
         seed=args.seed, threads=args.threads, progress=args.progress, criterion=args.criterion,
         tolerance_mm=args.tolerance,
+        strategies=[x.strip() for x in args.strategies.split(",") if x.strip()],
     )
     written = write_search_outputs(result, out, html_report=args.html, plots=args.plots)
     best = result.best
@@ -103,5 +108,7 @@ def run(args: argparse.Namespace) -> int:
           f"(honest {best.honest_score:.4f}{pp}){nsd}")
     print("apply it: " + result.fuse_command(weights_file=str(out / "weights.json"),
                                              postprocessing_file=str(out / "postprocessing.json")))
+    if result.strategies is not None:
+        print(result.strategies.summary())
     print(f"wrote {', '.join(p.name for p in written)} to {out}")
     return 0

@@ -40,6 +40,7 @@ from .stages import (
     Collected,
     _finite,
     _honest_folds,
+    _iter_loaded,
     _labels,
     _num_classes,
     _winner_maps,
@@ -51,6 +52,7 @@ from .stages import (
 from .stats import (
     bootstrap_resamples,
 )
+from .strategies import Strategy, check_strategies, compare_strategies
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Postprocessing
@@ -106,6 +108,7 @@ def search_ensembles(
     progress: bool = False,
     criterion: Criterion = "dice",
     tolerance_mm: float = 1.0,
+    strategies: Sequence[Strategy] = ("mean",),
 ) -> SearchResult:
     """Find the ensemble of models, weights and postprocessing with the best out-of-fold Dice.
 
@@ -161,6 +164,10 @@ def search_ensembles(
         :func:`medfuse.surface_metrics` per candidate and case, and three per case for postprocessing).
     tolerance_mm : float, default 1.0
         NSD tolerance in mm.
+    strategies : sequence of {"mean", "log", "vote", "staple"}, default ("mean",)
+        Also score every equal-weight subset under these fusion strategies (one more pass over the
+        cases; see :mod:`medfuse.search.strategies`): ``result.strategies`` says which strategy wins and
+        by how much, and the report shows the comparison. Only ``"mean"`` (the default): no extra pass.
 
     Returns
     -------
@@ -172,6 +179,7 @@ def search_ensembles(
         Bad options or inputs (see :func:`medfuse.search.oof.assemble_oof`); no label present in any case; every
         candidate scoring 0.
     """
+    chosen = check_strategies(strategies)
     opts = _validate(n_bootstrap=n_bootstrap, confidence=confidence, tie_tolerance=tie_tolerance,
                      learn_weights=learn_weights, class_selection=class_selection, postprocessing=postprocessing,
                      connectivity=connectivity, min_object_size=min_object_size, max_members=max_members,
@@ -228,13 +236,23 @@ def search_ensembles(
             labels=label_list, connectivity=opts.connectivity, min_object_size=opts.min_object_size,
             threads=opts.threads, progress=opts.progress)
     timings["postprocessing"] = time.perf_counter() - t
+    comparison = None
+    if chosen != ("mean",):
+        t = time.perf_counter()
+        comparison = compare_strategies(_iter_loaded(oof, num_classes=num_classes, progress=opts.progress,
+                                                     desc="strategies"),
+                                        chosen, models=oof.models, masks=masks, num_classes=num_classes,
+                                        labels=label_list)
+        notes.append(comparison.summary() + ".")
+        timings["strategies"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return SearchResult(
         best=best, candidates=tuple(ranked), postprocessing=pp, postprocessed_score=pp_score,
         models=oof.models, sources=oof.sources, cases=oof.cases, num_classes=num_classes,
         labels=tuple(label_list), notes=tuple(notes), timings=timings,
         settings={**_settings(opts, given_pp is not None, len(folds)), "criterion": crit,
-                  **({"tolerance_mm": tol} if crit != "dice" else {})},
+                  **({"tolerance_mm": tol} if crit != "dice" else {}), "strategies": list(chosen)},
+        strategies=comparison,
     )
 
 

@@ -132,6 +132,13 @@ def render_markdown(result: SearchResult, *, label_names: Mapping[int, str] | No
             lines += [f"Merged-foreground step {'accepted' if merged else 'rejected'} (accepted only when some "
                       "label improves and none gets worse); then each label alone is accepted when its mean "
                       "Dice improves.", ""]
+    if result.strategies is not None:
+        comp = result.strategies
+        lines += ["## Fusion strategies", "", comp.summary() + ".", ""]
+        rows = [[b.strategy, "+".join(b.members), _f(b.score), _delta(b.score - comp.winner.score)]
+                for b in comp.best]
+        lines += _table(["strategy", "best subset (equal weights)", "OOF score", "Δ to the winner"], rows)
+        lines += [""]
     if plots:
         lines += ["## Plots", "", *(f"![{Path(p).stem}]({Path(p).name})" for p in plots), ""]
     lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Postprocessing
+    from .strategies import StrategyComparison
 
 __all__ = ["Candidate", "CandidateKind", "SearchResult"]
 
@@ -167,6 +168,9 @@ class SearchResult:
         Seconds spent per stage.
     settings : mapping of str to Any
         The options of the run.
+    strategies : StrategyComparison or None
+        With ``strategies=`` beyond ``("mean",)``: every equal-weight subset scored under each strategy,
+        the winning strategy and its margin (:mod:`medfuse.search.strategies`).
     """
 
     best: Candidate
@@ -181,6 +185,7 @@ class SearchResult:
     notes: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    strategies: StrategyComparison | None = None
 
     def __repr__(self) -> str:
         return (f"SearchResult(best={self.best.name!r}, score={self.best.score:.4f}, "
@@ -255,6 +260,7 @@ class SearchResult:
             "notes": list(self.notes),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "settings": dict(self.settings),
+            **({"strategies": self.strategies.to_dict()} if self.strategies is not None else {}),
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int = 2) -> str:
