@@ -46,7 +46,8 @@ def test_every_command_takes_quiet(command: str) -> None:
 def _required(command: str) -> list[str]:
     return {"fuse": ["a", "b", "-o", "out"], "evaluate": ["x", "y"], "submit": ["f", "z.zip"],
             "search": ["m", "-o", "out"], "infer": ["--model", "m", "--plans", "p.pkl", "--stage", "1",
-                                                     "--images", "i", "-o", "o"]}.get(command, [])
+                                                     "--images", "i", "-o", "o"],
+            "postprocess": ["in", "-o", "out", "--postprocessing", "pp.json"]}.get(command, [])
 
 
 def test_quiet_demo_prints_nothing_and_still_does_the_job(demo_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
