@@ -33,7 +33,7 @@ for i in range(2):
 members = [root / name for name in models]
 medfuse.fuse_folders(members, root / "fused", weights=[1, 2, 2], progress=False)
 for folder in [*members, root / "fused"]:
-    ev = medfuse.evaluate_folder(folder, root / "labelsTr", progress=False)
+    ev = medfuse.evaluate_folder(root / "labelsTr", folder, progress=False)
     print(f"{folder.name:16s} foreground mean Dice {ev.foreground_mean_dice:.4f}")
 report = medfuse.make_submission(root / "fused", root / "submission.zip", images=root / "imagesTs")
 print(f"submission: {report.path} ({len(report.cases)} cases, checked against the test images)")

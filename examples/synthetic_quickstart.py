@@ -15,7 +15,7 @@ from medfuse.synthetic import phantom, simulate_labels, simulate_members, simula
 
 def foreground_dice(reference: np.ndarray, prediction: np.ndarray) -> float:
     scores = medfuse.dice(reference, prediction, labels=range(1, 12))
-    return float(np.nanmean(list(scores.values())))  # type: ignore[union-attr]
+    return float(np.nanmean(list(scores.values())))
 
 
 def main() -> None:

@@ -3,7 +3,9 @@
 A set is N phantom cases split into folds, and M simulated models, each a function
 ``(phantom, seed) -> (C, Z, Y, X) float16 probabilities`` in the full geometry. :func:`make_cv_set` keeps
 everything in memory (as an :class:`~medfuse.search.oof.OutOfFold`); :func:`write_cv_folders` lays it out on disk
-the way PaddleSeg MedicalSeg / nnU-Net v1 (or v2) cross-validation does.
+the way PaddleSeg MedicalSeg / nnU-Net v1 (or v2) cross-validation does, with
+:func:`medfuse.synthetic.write_fold_tree` (the public helper; :func:`medfuse.synthetic.make_fold_tree` is the
+ready-made tree).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from numpy.typing import NDArray
 from medfuse import synthetic
 from medfuse.geometry import crop_to_box
 from medfuse.search import OutOfFold
+from medfuse.synthetic import write_fold_tree
+from medfuse.synthetic.folds import Layout, background_outside
 
 Model = Callable[[synthetic.Phantom, int], NDArray[Any]]
 
@@ -49,7 +53,7 @@ class CVSet:
                 preds[m][c] = a.argmax(axis=0).astype(np.uint8) if m in hard else np.ascontiguousarray(a)
                 boxes[m][c] = box
         return OutOfFold.from_arrays(
-            preds, {c: ph.labels for c, ph in self.phantoms.items()}, folds=self.folds, boxes=boxes,
+            {c: ph.labels for c, ph in self.phantoms.items()}, preds, folds=self.folds, boxes=boxes,
             spacing_mm={c: ph.spacing for c, ph in self.phantoms.items()},
         )
 
@@ -111,19 +115,10 @@ def make_cv_set(models: Mapping[str, Model], *, n_cases: int = 10, n_folds: int 
     phantoms = {f"case_{i:03d}": synthetic.phantom(shape, seed=seed * 1000 + i) for i in range(n_cases)}
     predictions: dict[str, dict[str, NDArray[Any]]] = {}
     for j, (name, model) in enumerate(models.items()):
-        predictions[name] = {c: _background_outside(model(ph, seed * 1000 + 100 * j + i), ph.crop_bbox)
+        predictions[name] = {c: background_outside(model(ph, seed * 1000 + 100 * j + i), ph.crop_bbox)
                              for i, (c, ph) in enumerate(sorted(phantoms.items()))}
     folds = {c: i % n_folds for i, c in enumerate(sorted(phantoms))}
     return CVSet(phantoms, predictions, folds)
-
-
-def _background_outside(p: NDArray[Any], box: Any) -> NDArray[Any]:
-    """Background outside the crop box, as a v1 model predicts (its npz covers the box only)."""
-    inside = np.zeros(p.shape[1:], bool)
-    inside[tuple(slice(lo, hi) for lo, hi in box)] = True
-    p[:, ~inside] = 0
-    p[0, ~inside] = 1
-    return p
 
 
 def identical(cv: CVSet, source: str, copies: Sequence[str]) -> CVSet:
@@ -134,27 +129,8 @@ def identical(cv: CVSet, source: str, copies: Sequence[str]) -> CVSet:
     return CVSet(cv.phantoms, preds, cv.folds)
 
 
-def write_cv_folders(cv: CVSet, root: Path, *, layout: str = "v1", hard: Sequence[str] = (),
+def write_cv_folders(cv: CVSet, root: Path, *, layout: Layout = "v1", hard: Sequence[str] = (),
                      gt: bool = True) -> list[Path]:
-    """One folder per model: ``<root>/<model>/fold_<k>/validation_raw/`` (v1, cropped float16 npz + pkl +
-    nii.gz) or ``.../validation/`` (v2, full float32), and ``<root>/<model>/gt_niftis/``."""
-    from medfuse import io
-
-    roots = []
-    for model, per_case in cv.predictions.items():
-        mroot = root / model
-        for case, probs in per_case.items():
-            ph = cv.phantoms[case]
-            fold_dir = mroot / f"fold_{cv.folds[case]}" / ("validation_raw" if layout == "v1" else "validation")
-            if model in hard:
-                io.write_nifti(fold_dir / f"{case}.nii.gz", probs.argmax(axis=0).astype(np.uint8), ph.geometry)
-            elif layout == "v1":
-                io.write_v1_case(fold_dir, case, probabilities=crop_to_box(probs, ph.crop_bbox),
-                                 geometry=ph.geometry, crop_bbox=ph.crop_bbox)
-            else:
-                io.write_v2_case(fold_dir, case, probabilities=probs.astype(np.float32), geometry=ph.geometry,
-                                 crop_bbox=ph.crop_bbox)
-            if gt:
-                io.write_nifti(mroot / "gt_niftis" / f"{case}.nii.gz", ph.labels, ph.geometry)
-        roots.append(mroot)
-    return roots
+    """One folder per model (see :func:`medfuse.synthetic.write_fold_tree`)."""
+    return list(write_fold_tree(root, cv.phantoms, cv.predictions, cv.folds, layout=layout,
+                                hard=hard, references=gt).values())

@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "io": 3,
     "folders": 4, "search": 4, "inference": 4,
     "synthetic": 5, "bench": 5,
-    "cli": 6, "__main__": 6,
+    "cli": 6, "__main__": 6, "typing": 6,
 }
 LAYER_NAMES = ["core", "kernels", "arrays", "io", "jobs", "apps", "cli"]
 #: modules placed in a lower layer than their room, each with its reason

@@ -55,7 +55,7 @@ def test_only_and_bad_options():
         run_benchmark(sizes=TINY, only=["fusoin"])
     with pytest.raises(ValidationError, match="`repeat`"):
         run_benchmark(sizes=TINY, repeat=1)
-    assert set(SECTIONS) == {"fusion", "vote", "dice", "bandwidth"}
+    assert set(SECTIONS) == {"fusion", "vote", "dice", "surface", "bandwidth"}
 
 
 def test_bench_command_writes_json(tmp_path, capsys):

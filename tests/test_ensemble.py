@@ -351,7 +351,7 @@ def test_single_path_instead_of_list(cases, tmp_path):
 # ------------------------------------------------------------------------------------------ evaluation
 def test_evaluate_folder_matches_in_memory_overlap(cases, tmp_path):
     pred = cases.members[1]
-    ev = evaluate_folder(pred, cases.references, progress=False, json_path=tmp_path / "summary.json",
+    ev = evaluate_folder(cases.references, pred, progress=False, json_path=tmp_path / "summary.json",
                          csv_path=tmp_path / "cases.csv", plot_path=tmp_path / "dice.png")
     assert ev.labels == tuple(range(1, C))
     for case, ph in cases.phantoms.items():
@@ -377,7 +377,7 @@ def test_evaluate_lists_missing_and_extra_cases(cases, tmp_path):
     (pred / f"{first}.nii.gz").write_bytes((cases.members[0] / f"{first}.nii.gz").read_bytes())
     (pred / "stranger.nii.gz").write_bytes((cases.members[0] / f"{first}.nii.gz").read_bytes())
     with pytest.raises(CaseMismatchError, match="stranger") as exc:
-        evaluate_folder(pred, cases.references, progress=False)
+        evaluate_folder(cases.references, pred, progress=False)
     assert sorted(cases.phantoms)[1] in str(exc.value)
 
 
@@ -388,8 +388,8 @@ def test_evaluate_refuses_labels_the_references_lack(cases, tmp_path):
         lab[0, 0, 0] = 9
         io.write_nifti(pred / f"{case}.nii.gz", lab, ph.geometry)
     with pytest.raises(ValidationError, match=r"\[9\]"):
-        evaluate_folder(pred, cases.references, progress=False)
-    ev = evaluate_folder(pred, cases.references, labels=[*range(1, C), 9], progress=False)
+        evaluate_folder(cases.references, pred, progress=False)
+    ev = evaluate_folder(cases.references, pred, labels=[*range(1, C), 9], progress=False)
     assert ev.summary.mean[9]["dice"] == 0.0
 
 
@@ -399,7 +399,7 @@ def test_evaluate_checks_pair_geometry(cases, tmp_path):
         g = ph.geometry
         io.write_nifti(pred / f"{case}.nii.gz", ph.labels, Geometry(g.shape, (3.0, 1.0, 1.0), g.origin, g.direction))
     with pytest.raises(GeometryMismatchError, match="spacing"):
-        evaluate_folder(pred, cases.references, progress=False)
+        evaluate_folder(cases.references, pred, progress=False)
 
 
 def test_perfect_prediction_scores_one(cases):
@@ -414,7 +414,7 @@ def test_process_pool_via_cli_jobs(cases, tmp_path):
     assert main(["fuse", *map(str, cases.members), "-o", str(out), "--jobs", "2", "--no-progress",
                  "--weights", "1,1,2"]) == 0
     assert len(list(out.glob("*.nii.gz"))) == len(cases.phantoms)
-    assert main(["evaluate", str(out), str(cases.references), "--no-progress"]) == 0
+    assert main(["evaluate", str(cases.references), str(out), "--no-progress"]) == 0
     assert os.path.exists(out / "fusion.json")
 
 
@@ -476,7 +476,7 @@ def test_evaluate_ignore_label_matches_overlap(cases, tmp_path):
         lab[:, :5] = 7  # an "ignore" band in the reference
         io.write_nifti(refs / f"{case}.nii.gz", lab, ph.geometry)
     pred = cases.members[0]
-    ev = evaluate_folder(pred, refs, ignore_label=7, progress=False)
+    ev = evaluate_folder(refs, pred, ignore_label=7, progress=False)
     assert 7 not in ev.labels
     for case in cases.phantoms:
         r = io.read_nifti(refs / f"{case}.nii.gz")[0]

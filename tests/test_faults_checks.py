@@ -249,9 +249,9 @@ def test_float_label_map_with_a_fraction_is_refused_by_fuse_and_evaluate(folders
         fuse_folders([a, hard], tmp_path / "out", progress=False)
     assert not list((tmp_path / "out").glob("*.nii.gz"))
     with pytest.raises(FormatError, match=r"case 'c0': .*hard.*c0\.nii\.gz.* first is 0\.5"):
-        evaluate_folder(hard, refs, progress=False)
+        evaluate_folder(refs, hard, progress=False)
     with pytest.raises(FormatError, match=r"case 'c0': .*hard.*c0\.nii\.gz.* first is 0\.5"):
-        evaluate_folder(refs, hard, progress=False)  # a float reference: the same rule
+        evaluate_folder(hard, refs, progress=False)  # a float reference: the same rule
 
 
 def test_integral_float_label_map_is_accepted_like_its_integer_twin(folders, tmp_path, rng):
@@ -266,8 +266,8 @@ def test_integral_float_label_map_is_accepted_like_its_integer_twin(folders, tmp
         got, _ = io.read_nifti(tmp_path / "fused_float" / f"{case}.nii.gz")
         want, _ = io.read_nifti(tmp_path / "fused_int" / f"{case}.nii.gz")
         np.testing.assert_array_equal(got, want)
-    e_float = evaluate_folder(as_float, refs, progress=False)
-    e_int = evaluate_folder(as_int, refs, progress=False)
+    e_float = evaluate_folder(refs, as_float, progress=False)
+    e_int = evaluate_folder(refs, as_int, progress=False)
     assert e_float.foreground_mean_dice == e_int.foreground_mean_dice
 
 

@@ -279,7 +279,7 @@ def test_dice_of_label_maps(rng):
     chosen = dice(reference, prediction, labels=[2, 7], empty="one")
     assert list(chosen) == [2, 7]
     assert chosen[7] == 1.0
-    assert dice(reference, prediction, labels=3) == {3: result[3]}
+    assert dice(reference, prediction, labels=3) == result[3]
 
 
 def test_dice_bad_arguments():

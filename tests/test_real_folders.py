@@ -82,7 +82,7 @@ def test_fused_real_cases_keep_the_input_geometry_and_beat_the_weak_member(real_
     for case, geometry in geometries.items():
         labels, g = io.read_nifti(out / f"{case}.nii.gz")
         assert g == geometry and labels.dtype == np.uint8
-    fused = evaluate_folder(out, refs, labels=range(1, 12), progress=False)
-    weak = evaluate_folder(members[2], refs, labels=range(1, 12), progress=False)
+    fused = evaluate_folder(refs, out, labels=range(1, 12), progress=False)
+    weak = evaluate_folder(refs, members[2], labels=range(1, 12), progress=False)
     assert fused.foreground_mean_dice > weak.foreground_mean_dice
     assert fused.foreground_mean_dice > 0.8

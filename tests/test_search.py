@@ -235,7 +235,7 @@ def test_candidate_is_frozen(one_bad_result: SearchResult):
 def test_out_of_fold_from_arrays_checks_cases():
     ref = {"a": np.zeros((4, 4, 4), np.uint8)}
     with pytest.raises(Exception, match="lacks 1 cases"):
-        OutOfFold.from_arrays({"m": {}}, ref)
+        OutOfFold.from_arrays(ref, {"m": {}})
 
 
 def test_fuse_probabilities_reproduces_every_candidate(one_bad: cvf.CVSet, one_bad_result: SearchResult):
@@ -265,7 +265,7 @@ def test_members_with_different_boxes(one_bad: cvf.CVSet):
         preds["good"][c] = np.ascontiguousarray(crop_to_box(one_bad.predictions["good"][c], box))
         boxes["good"][c] = box
         preds["fair"][c] = one_bad.predictions["fair"][c].astype(np.float32)  # full size, float32
-    oof = OutOfFold.from_arrays(preds, {c: ph.labels for c, ph in one_bad.phantoms.items()}, folds=one_bad.folds,
+    oof = OutOfFold.from_arrays({c: ph.labels for c, ph in one_bad.phantoms.items()}, preds, folds=one_bad.folds,
                                 boxes=boxes)
     res = search_ensembles(oof, learn_weights="none", class_selection=False, postprocessing="none",
                            n_bootstrap=0)

@@ -104,8 +104,8 @@ def test_report_renders_without_postprocessing(cv: cvf.CVSet, tmp_path: Path):
 # ------------------------------------------------------------------------------------------------------
 
 
-def _oof(preds, refs, **kw) -> OutOfFold:
-    return OutOfFold.from_arrays(preds, refs, **kw)
+def _oof(refs, preds, **kw) -> OutOfFold:
+    return OutOfFold.from_arrays(refs, preds, **kw)
 
 
 def _soft(labels: np.ndarray, n_classes: int = 3) -> np.ndarray:
@@ -116,14 +116,14 @@ def test_all_zero_scores():
     refs = {f"c{i}": np.pad(np.ones((2, 2, 2), np.uint8), 1) for i in range(3)}
     preds = {"m": {c: _soft(np.zeros_like(r)) for c, r in refs.items()}}
     with pytest.raises(ValidationError, match="every candidate scores 0"):
-        search_ensembles(_oof(preds, refs), n_bootstrap=0)
+        search_ensembles(_oof(refs, preds), n_bootstrap=0)
 
 
 def test_nan_scores():
     refs = {f"c{i}": np.zeros((4, 4, 4), np.uint8) for i in range(3)}
     preds = {"m": {c: _soft(r) for c, r in refs.items()}}
     with pytest.raises(ValidationError, match="every score is NaN"):
-        search_ensembles(_oof(preds, refs), n_bootstrap=0)
+        search_ensembles(_oof(refs, preds), n_bootstrap=0)
 
 
 def test_nan_probabilities():
@@ -131,28 +131,28 @@ def test_nan_probabilities():
     preds = {"m": {c: _soft(r) for c, r in refs.items()}, "n": {c: _soft(r) for c, r in refs.items()}}
     preds["n"]["c1"][1, 0, 0, 0] = np.nan
     with pytest.raises(ValidationError, match=r"case 'c1': model 'n' class 1 holds 1 non-finite value\(s\) \(NaN"):
-        search_ensembles(_oof(preds, refs), n_bootstrap=0)
+        search_ensembles(_oof(refs, preds), n_bootstrap=0)
 
 
 def test_reference_labels_beyond_the_models():
     refs = {f"c{i}": np.pad(np.full((2, 2, 2), 1 + i, np.uint8), 1) for i in range(4)}
     preds = {"m": {c: _soft(np.minimum(r, 2)) for c, r in refs.items()}}
     with pytest.raises(ValidationError, match=r"case 'c2': the reference has labels \[3\]"):
-        search_ensembles(_oof(preds, refs), n_bootstrap=0)
+        search_ensembles(_oof(refs, preds), n_bootstrap=0)
 
 
 def test_members_with_different_class_counts():
     refs = {"c0": np.pad(np.ones((2, 2, 2), np.uint8), 1)}
     preds = {"m": {"c0": _soft(refs["c0"], 3)}, "n": {"c0": _soft(refs["c0"], 4)}}
     with pytest.raises(ValidationError, match="4 probability channels"):
-        search_ensembles(_oof(preds, refs), n_bootstrap=0)
+        search_ensembles(_oof(refs, preds), n_bootstrap=0)
 
 
 def test_too_many_models():
     refs = {"c0": np.pad(np.ones((2, 2, 2), np.uint8), 1)}
     preds = {f"m{i}": {"c0": _soft(refs["c0"])} for i in range(4)}
     with pytest.raises(ValidationError, match="max_members"):
-        search_ensembles(_oof(preds, refs), max_members=3)
+        search_ensembles(_oof(refs, preds), max_members=3)
 
 
 @pytest.mark.parametrize(("option", "value"), [("learn_weights", "all"), ("confidence", 1.5),
@@ -162,14 +162,14 @@ def test_bad_options(option, value):
     refs = {"c0": np.pad(np.ones((2, 2, 2), np.uint8), 1)}
     preds = {"m": {"c0": _soft(refs["c0"])}}
     with pytest.raises(ValidationError, match=option if option != "labels" else "labels"):
-        search_ensembles(_oof(preds, refs), **{option: value})
+        search_ensembles(_oof(refs, preds), **{option: value})
 
 
 def test_prediction_box_that_does_not_fit():
     refs = {"c0": np.pad(np.ones((2, 2, 2), np.uint8), 1)}
     preds = {"m": {"c0": _soft(np.ones((2, 2, 2), np.uint8))}}
     with pytest.raises(ValidationError, match="spatial shape"):
-        search_ensembles(_oof(preds, refs), n_bootstrap=0)
+        search_ensembles(_oof(refs, preds), n_bootstrap=0)
 
 
 def test_fuse_folders_with_the_winner_reproduces_its_oof_score(roots: list[Path], cv: cvf.CVSet, tmp_path: Path):

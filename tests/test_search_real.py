@@ -44,7 +44,7 @@ def test_search_on_real_label_maps(real_cases):
         for j, (m, knobs) in enumerate(models.items())
     }
     folds = {c: i % 2 for i, c in enumerate(sorted(refs))}
-    oof = OutOfFold.from_arrays(preds, refs, folds=folds, spacing_mm=spacing)
+    oof = OutOfFold.from_arrays(refs, preds, folds=folds, spacing_mm=spacing)
     res = search_ensembles(oof, n_bootstrap=200)
     by = {c.members: c for c in res.candidates if c.kind == "subset"}
     best_subset = max(by.values(), key=lambda c: c.score)

@@ -85,23 +85,57 @@ def test_group_by_slot_is_a_stable_sort(rng, n):
     np.testing.assert_array_equal(bounds, np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=5))]))
 
 
+def raster_points(rng: np.random.Generator, n: int, extent: int, n_slots: int) -> tuple[np.ndarray, ...]:
+    """``n`` random corners of ``n_slots`` slots grouped by slot, raster order within one (distinct points
+    per slot): z, y, x (int32) and the slot bounds."""
+    pts = np.unique(np.column_stack([rng.integers(0, n_slots, n), rng.integers(0, extent, (n, 3))]), axis=0)
+    bounds = np.searchsorted(pts[:, 0], np.arange(n_slots + 1)).astype(np.int64)
+    return (*(np.ascontiguousarray(pts[:, i], dtype=np.int32) for i in (1, 2, 3)), bounds)
+
+
+def kernel_distances(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...], spacing: tuple[float, ...],
+                     chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both directions of every slot held by both sets, through the boxes, row index and task kernels."""
+    boxes, n_index = ks.boxes_of(a[0], a[1], a[3], b[0], b[1], b[3])
+    a_rows = ks.row_index(a[0], a[1], a[3], boxes, n_index)
+    b_rows = ks.row_index(b[0], b[1], b[3], boxes, n_index)
+    tasks = [(q, min(q + chunk, m[3][s + 1]), s, d) for s in range(len(boxes)) if boxes[s, 2]
+             for d, m in enumerate((a, b)) for q in range(m[3][s], m[3][s + 1], chunk)]
+    table = np.asarray(tasks, np.int64).reshape(-1, 4)
+    out_a, out_b = np.full(a[0].size, -1.0), np.full(b[0].size, -1.0)
+    ks.nearest_distances(0, len(table), 0, table, (*a[:3], a_rows), (*b[:3], b_rows), boxes, spacing, out_a, out_b)
+    return out_a, out_b
+
+
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (5.0, 0.58, 0.7), (0.3, 2.0, 1.1)])
-@pytest.mark.parametrize(("n_query", "n_target", "extent"), [(1, 1, 1), (40, 1, 6), (60, 80, 9), (50, 5, 30)])
-def test_nearest_distances_match_brute_force(rng, spacing, n_query, n_target, extent):
-    pts = rng.integers(0, extent, (n_query + n_target, 3))
-    query, target = pts[:n_query], pts[n_query:]
-    target = target[np.lexsort((target[:, 2], target[:, 1], target[:, 0]))]  # raster order
-    bz0, by0 = int(pts[:, 0].min()), int(pts[:, 1].min())
-    nz, ny = int(pts[:, 0].max()) - bz0 + 1, int(pts[:, 1].max()) - by0 + 1
-    t32 = target.astype(np.int32)
-    starts = ks.row_index(t32[:, 0], t32[:, 1], bz0, by0, ny, nz * ny)
-    np.testing.assert_array_equal(np.diff(starts), np.bincount((target[:, 0] - bz0) * ny + target[:, 1] - by0,
-                                                               minlength=nz * ny))
-    q32 = query.astype(np.int32)
-    out = np.empty(n_query)
-    ks.nearest_distances(0, n_query, 0, q32[:, 0], q32[:, 1], q32[:, 2], starts, t32[:, 2], bz0, by0, nz, ny,
-                         *spacing, out)
-    np.testing.assert_allclose(out, ref_sf.nearest(query, target, spacing), rtol=1e-12, atol=0)
+@pytest.mark.parametrize(("n_a", "n_b", "extent", "n_slots", "chunk"),
+                         [(1, 1, 1, 1, 1), (40, 1, 6, 1, 7), (60, 80, 9, 3, 5), (50, 5, 30, 2, 1000),
+                          (300, 200, 40, 4, 13)])
+def test_nearest_distances_match_brute_force(rng, spacing, n_a, n_b, extent, n_slots, chunk):
+    a = raster_points(rng, n_a, extent, n_slots)
+    b = raster_points(rng, n_b, extent, n_slots)
+    out_a, out_b = kernel_distances(a, b, spacing, chunk)
+    for s in range(n_slots):
+        sa, sb = slice(a[3][s], a[3][s + 1]), slice(b[3][s], b[3][s + 1])
+        pa = np.column_stack([c[sa] for c in a[:3]])
+        pb = np.column_stack([c[sb] for c in b[:3]])
+        if len(pa) and len(pb):  # slots missing from one set get no task (the caller's empty rule)
+            np.testing.assert_allclose(out_a[sa], ref_sf.nearest(pa, pb, spacing), rtol=1e-12, atol=0)
+            np.testing.assert_allclose(out_b[sb], ref_sf.nearest(pb, pa, spacing), rtol=1e-12, atol=0)
+        else:
+            assert np.all(out_a[sa] == -1.0) and np.all(out_b[sb] == -1.0)
+
+
+@pytest.mark.parametrize(("n_a", "n_b", "n_slots"), [(0, 0, 1), (0, 30, 2), (50, 40, 3), (200, 10, 5)])
+def test_boxes_and_row_index_match_twin(rng, n_a, n_b, n_slots):
+    a = raster_points(rng, n_a, 12, n_slots)
+    b = raster_points(rng, n_b, 12, n_slots)
+    boxes, n_index = ks.boxes_of(a[0], a[1], a[3], b[0], b[1], b[3])
+    want_boxes, want_n = ref_sf.boxes(a, b)
+    np.testing.assert_array_equal(boxes, want_boxes)
+    assert n_index == want_n
+    for m in (a, b):
+        np.testing.assert_array_equal(ks.row_index(m[0], m[1], m[3], boxes, n_index), ref_sf.row_index(m, boxes))
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.5, 0.7, 1.3), (0.3, 4.0, 0.9)])
@@ -308,3 +342,28 @@ def test_real_case_eroded_and_missing_organs(real_data):
     pred[_shifted(ref, (0, 3, 3)) == 4] = 4  # a shifted organ painted over its neighbours
     result = _compare_every_label(ref, pred, spacing)
     assert math.isinf(result[9].hd) and result[9].nsd == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 50, 5000])
+@pytest.mark.parametrize("distinct", [1, 3, 700, 10_000])
+def test_group_distances_match_twin(rng, n, distinct):
+    d = np.sqrt(rng.integers(0, distinct, n).astype(np.float64)) * 0.58  # few distinct values, many ties
+    rank = rng.integers(0, 4, n)
+    values, counts = ks.group_distances(d, rank, 4)
+    order = np.argsort(values)  # the kernel's groups come in order of first appearance
+    values, counts = values[order], counts[order]
+    want_values, want_counts = ref_sf.group_distances(d, rank, 4)
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(counts, want_counts)
+
+
+def test_bench_surface_row_agrees_with_deepmind():
+    from medfuse.bench.runner import Sizes, run_benchmark
+
+    tiny = Sizes(fusion=(2, 2, 2, 2, 2), vote=(2, 2, 2, 2), labels=14, dice=(10, 16, 18), bandwidth_bytes=1 << 16)
+    report = run_benchmark(sizes=tiny, only=["surface"])
+    methods = [m.method for m in report.measurements if m.section == "surface"]
+    assert methods == ["medfuse surface_metrics", "surface-distance (DeepMind)"]
+    assert report.checks == ("surface: medfuse == surface-distance: ok",)
+    assert "surface kernels (metrics)" in report.compile_seconds
+    assert any(t.name == "surface metrics vs DeepMind surface-distance" for t in report.targets)

@@ -30,6 +30,6 @@ def test_inference_and_search_refuse_the_same_values_with_the_same_message(value
     with pytest.raises(ValidationError, match=r"`threads` must be a positive integer, or None"):
         plan_config(environment=env, model_format="pdmodel", device="cpu", threads=value)
     ref = np.zeros((2, 3, 4), np.uint8)
-    oof = OutOfFold.from_arrays({"a": {"c0": ref}}, {"c0": ref}, folds={"c0": 0})
+    oof = OutOfFold.from_arrays({"c0": ref}, {"a": {"c0": ref}}, folds={"c0": 0})
     with pytest.raises(ValidationError, match=r"`threads` must be a positive integer, or None"):
         search_ensembles(oof, threads=value)

@@ -33,16 +33,34 @@ Box = tuple[tuple[int, int], ...]
 class Geometry:
     """Where a volume's voxels are in space.
 
+    Two axis orders, on purpose: the fields that describe the ARRAY follow numpy / SimpleITK array order
+    ``(z, y, x)``; the fields that describe PHYSICAL SPACE follow ITK's order ``(x, y, z)``, exactly as
+    SimpleITK and the models' properties files (``itk_origin``, ``itk_direction``) give them. For a CT of
+    107 slices of 768 x 768 voxels:
+
+    - ``shape``, array order ``(z, y, x)``: ``(107, 768, 768)``, equal to ``array.shape``;
+    - ``spacing``, array order ``(z, y, x)``: ``(5.0, 0.583, 0.583)``, slice thickness first (like the
+      properties' ``original_spacing``);
+    - ``origin``, ITK order ``(x, y, z)``: ``image.GetOrigin()``, the properties' ``itk_origin``;
+    - ``direction``, ITK order: ``image.GetDirection()``, the properties' ``itk_direction``; the row-major
+      3x3 matrix whose column ``j`` is the physical direction of ITK index axis ``j`` (``x``, ``y``, ``z``).
+
+    ``itk_spacing`` and ``itk_size`` give spacing and shape in ITK order (``image.GetSpacing()``,
+    ``image.GetSize()``). The voxel ``array[k, j, i]`` sits at the physical point
+    ``origin + D @ (itk_spacing * (i, j, k))``, with ``D = np.reshape(direction, (3, 3))``: note the index
+    reversal. :meth:`from_sitk` and :meth:`apply_to_sitk` convert; nothing else needs to.
+
     Attributes
     ----------
     shape : tuple of int
-        Array shape, ``(Z, Y, X)``.
+        Array shape, ``(Z, Y, X)`` (array order).
     spacing : tuple of float
-        Voxel size in mm in array order ``(z, y, x)``.
+        Voxel size in mm, array order ``(z, y, x)``; ``itk_spacing`` is the reverse.
     origin : tuple of float
-        Physical position of voxel ``(0, 0, 0)`` in mm, ITK order ``(x, y, z)``.
+        Physical position in mm of voxel ``array[0, 0, 0]``, ITK order ``(x, y, z)``.
     direction : tuple of float
-        Row-major 3x3 direction cosines, ITK order (9 values for 3D).
+        Direction cosines, the row-major 3x3 matrix of ITK order as a 9-tuple (identity for most CTs; the
+        competition's real case has ``(1, 0, 0, 0, -1, 0, 0, 0, 1)``).
     """
 
     shape: tuple[int, ...]

@@ -12,6 +12,9 @@ from ._core.optional import import_optional
 
 __all__ = ["dice_boxplot", "per_label_values"]
 
+#: Boundary metrics measured in mm (no fixed [0, 1] axis).
+_DISTANCES = ("HD", "HD95", "ASSD", "MASD", "ASD_REF_TO_PRED", "ASD_PRED_TO_REF")
+
 
 def per_label_values(summary: Any, metric: str = "dice") -> dict[int | tuple[int, ...], list[float]]:
     """Per-case values of ``metric`` for each label of a :class:`medfuse.metrics.CaseSummary`."""
@@ -28,10 +31,16 @@ def dice_boxplot(
 ) -> Path:
     """Box plot of per-case ``metric`` per label, one box per group and label; written as PNG.
 
+    Ratio metrics (Dice, NSD, ...) are drawn on a fixed [0, 1] axis; distances (``metric`` one of HD,
+    HD95, ASSD, MASD, in mm) on an axis fitted to the values. Infinite distances (a label absent from one
+    map) cannot be drawn: they are left out, and the title says how many.
+
     Parameters
     ----------
     groups : mapping of str to CaseSummary or to mapping of label to sequence of float
         What to compare (e.g. ensemble candidates); NaN values (label absent in both maps) are left out.
+    metric : str, default "dice"
+        Field of the summaries to draw, and the axis label.
     path : path
         PNG file to write.
     """
@@ -46,8 +55,10 @@ def dice_boxplot(
     width = 0.8 / n_groups
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(keys) * n_groups + 2), 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    n_inf = 0
     for g, (name, values) in enumerate(data.items()):
-        series = [[float(v) for v in values.get(k, []) if not math.isnan(v)] for k in keys]
+        series = [[float(v) for v in values.get(k, []) if math.isfinite(v)] for k in keys]
+        n_inf += sum(1 for k in keys for v in values.get(k, []) if math.isinf(v))
         positions = [i + (g - (n_groups - 1) / 2) * width for i in range(len(keys))]
         bp = ax.boxplot(series, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=True)
         for patch in bp["boxes"]:
@@ -59,11 +70,16 @@ def dice_boxplot(
     ax.set_xticklabels([names.get(k, str(k)) if isinstance(k, int) else "+".join(map(str, k)) for k in keys],
                        rotation=45 if len(keys) > 8 else 0)
     ax.set_xlabel("label")
-    ax.set_ylabel(("Dice" if metric == "dice" else metric.replace("_", " ")) + " per case")
-    ax.set_ylim(-0.02, 1.02)
+    distance = metric.upper() in _DISTANCES
+    ax.set_ylabel(("Dice" if metric == "dice" else metric.replace("_", " ")) + (" (mm)" if distance else "")
+                  + " per case")
+    if not distance:
+        ax.set_ylim(-0.02, 1.02)
     ax.grid(axis="y", alpha=0.3)
+    if n_inf:
+        title = (f"{title}: " if title else "") + f"{n_inf} inf values (label absent from one map) not drawn"
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize="medium")
     if len(data) > 1:
         ax.legend(loc="lower left", fontsize="small")
     fig.tight_layout()

@@ -32,8 +32,58 @@ def n_classes_of(members: Sequence[np.ndarray], num_classes: int | None = None) 
     return int(max(np.asarray(m).max(initial=0) for m in members)) + 1
 
 
-def weighted_mean(members: Sequence[np.ndarray], weights=None, num_classes: int | None = None) -> np.ndarray:
-    """float32 (C, ...) mean, summed in member order; hard members as one-hot."""
+LOG_COEFFS = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+              -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)
+
+
+def log_f32(x) -> np.ndarray:
+    """Cephes logf in float32 numpy, the same operations as medfuse._kernels.logf (positive normal x)."""
+    x = np.asarray(x, dtype=np.float32)
+    bits = x.view(np.uint32).astype(np.int64)
+    mant = bits & 0x007FFFFF
+    up = mant > 0x003504F3  # mantissa above sqrt(2): take m / 2, exponent + 1
+    e = (bits >> 23) - 127 + up
+    m = (mant | np.where(up, 0x3F000000, 0x3F800000)).astype(np.uint32).view(np.float32)
+    f = m - np.float32(1)
+    z = f * f
+    c = [np.float32(v) for v in LOG_COEFFS]
+    y = c[0] * f + c[1]
+    for k in c[2:]:
+        y = y * f + k
+    y = y * f * z
+    fe = e.astype(np.float32)
+    y = y + np.float32(-2.12194440e-4) * fe
+    y = y - np.float32(0.5) * z
+    r = f + y
+    return (r + np.float32(0.693359375) * fe).astype(np.float32)
+
+
+def log_value(member: np.ndarray, eps: float) -> np.ndarray:
+    """What a probability member adds in log space: numpy's float32 log for float16 members (medfuse's
+    table), :func:`log32` for float32 members; both of max(p, eps)."""
+    clamped = np.maximum(member.astype(np.float32), np.float32(eps))
+    return np.log(clamped) if member.dtype == np.float16 else log32(clamped)
+
+
+def log32(x: np.ndarray) -> np.ndarray:
+    """medfuse's float32 log (x >= eps > 0): log of x cut to its top 16 bits, plus log1p of the rest."""
+    x = np.asarray(x, dtype=np.float32)
+    h = (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+    log_h = np.log(h.astype(np.float64)).astype(np.float32)
+    inv_h = (1.0 / h.astype(np.float64)).astype(np.float32)
+    r = (x - h) * inv_h
+    one, half, third = np.float32(1.0), np.float32(0.5), np.float32(1.0 / 3.0)
+    return (log_h + r * (one - r * (half - r * third))).astype(np.float32)
+
+
+def weighted_mean(members: Sequence[np.ndarray], weights=None, num_classes: int | None = None,
+                  space: str = "probability", eps: float = 1e-6) -> np.ndarray:
+    """float32 (C, ...) mean, summed in member order; hard members as one-hot.
+
+    ``space="log"``: the weighted mean of log(max(p, eps)) (hard members add w * 0 and w * log(eps)).
+    """
+    log = space == "log"
+    hot, cold = (np.float32(0), log_f32(np.float32(eps))[()]) if log else (np.float32(1), np.float32(0))
     members = [np.asarray(m) for m in members]
     c = n_classes_of(members, num_classes)
     w = normalised_weights(weights, len(members), c)
@@ -44,15 +94,24 @@ def weighted_mean(members: Sequence[np.ndarray], weights=None, num_classes: int 
     for m, member in enumerate(members):
         for k in range(c):
             if member.dtype.kind == "f":
-                term = w[m, k] * member[k].astype(np.float32)
+                value = log_value(member[k], eps) if log else member[k].astype(np.float32)
+                term = w[m, k] * value
             else:
-                term = np.where(member.astype(np.int64) == k, w[m, k], np.float32(0)).astype(np.float32)
+                term = np.where(member.astype(np.int64) == k, w[m, k] * hot, w[m, k] * cold).astype(np.float32)
             acc[k] += term
     return acc
 
 
-def fuse_probabilities(members: Sequence[np.ndarray], weights=None, num_classes: int | None = None) -> np.ndarray:
-    return weighted_mean(members, weights, num_classes).argmax(axis=0)
+def fuse_probabilities(members: Sequence[np.ndarray], weights=None, num_classes: int | None = None,
+                       space: str = "probability", eps: float = 1e-6) -> np.ndarray:
+    return weighted_mean(members, weights, num_classes, space, eps).argmax(axis=0)
+
+
+def normalised_geometric_mean(members: Sequence[np.ndarray], weights=None, eps: float = 1e-6) -> np.ndarray:
+    """softmax over classes (float64) of the log-space weighted mean: what average_probabilities returns."""
+    logs = weighted_mean(members, weights, space="log", eps=eps).astype(np.float64)
+    e = np.exp(logs - logs.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
 
 
 def vote_scores(label_maps: Sequence[np.ndarray], weights=None, n_labels: int | None = None) -> np.ndarray:

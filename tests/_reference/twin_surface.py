@@ -115,3 +115,42 @@ def assert_close(ours: object, expected: dict[str, object], *, rtol: float = 1e-
             g, w = float(g), float(w)
             ok = (math.isnan(g) and math.isnan(w)) or g == w or abs(g - w) <= rtol * abs(w)
             assert ok, f"{name}: medfuse {g!r} != expected {w!r}"
+
+
+def boxes(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, int]:
+    """Twin of ``boxes_of``: per slot held by both sets ``(z, y, x, bounds)``, the z and y range of their
+    points as ``(z0, y0, nz, ny, row0)``; other slots ``(0, 0, 0, 0, row0)``; each slot takes ``nz*ny+1``
+    entries of the row index."""
+    out, row0 = [], 0
+    for s in range(len(a[3]) - 1):
+        sa, sb = slice(a[3][s], a[3][s + 1]), slice(b[3][s], b[3][s + 1])
+        box = [0, 0, 0, 0]
+        if sa.stop > sa.start and sb.stop > sb.start:
+            z = np.concatenate([a[0][sa], b[0][sb]])
+            y = np.concatenate([a[1][sa], b[1][sb]])
+            box = [z.min(), y.min(), np.ptp(z) + 1, np.ptp(y) + 1]
+        out.append([*box, row0])
+        row0 += box[2] * box[3] + 1
+    return np.asarray(out, np.int64).reshape(-1, 5), row0
+
+
+def row_index(m: tuple[np.ndarray, ...], box_table: np.ndarray) -> np.ndarray:
+    """Twin of ``row_index``: for each slot with a box, the first index of each of its rows' points."""
+    n_index = int(box_table[-1, 4] + box_table[-1, 2] * box_table[-1, 3] + 1) if len(box_table) else 0
+    starts = np.zeros(n_index, np.int64)
+    for s, (z0, y0, nz, ny, row0) in enumerate(box_table):
+        if nz * ny == 0:
+            continue
+        span = np.arange(m[3][s], m[3][s + 1])
+        rows = (m[0][span] - z0) * ny + (m[1][span] - y0)
+        for r in range(nz * ny + 1):  # first point at or after row r (raster order)
+            starts[row0 + r] = m[3][s] + np.searchsorted(rows, r)
+    return starts
+
+
+def group_distances(d: np.ndarray, rank: np.ndarray, n_ranks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Twin of ``group_distances``: the distinct distances (ascending) and the count of each (value, rank)."""
+    values, inverse = np.unique(d, return_inverse=True)
+    counts = np.zeros((values.size, n_ranks), np.int64)
+    np.add.at(counts, (inverse.ravel(), rank), 1)
+    return values, counts

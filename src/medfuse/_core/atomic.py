@@ -11,6 +11,10 @@ The temporary file lives in the same folder (so ``os.replace`` is an atomic rena
 starts with a dot and carries :data:`TEMP_MARKER`, so folder layout detection ignores it, and keeps the
 target's full name as its suffix, so writers that pick the format from the file ending (SimpleITK,
 ``np.savez``, matplotlib) still see ``.nii.gz`` / ``.npz`` / ``.png``.
+
+Final files get the mode any new file gets (``0o666`` minus the umask: ``0644`` under the usual umask 022),
+so a submission zip or a fused label map is readable by others, even when the writer replaced the temporary
+file by one of its own created ``0600`` (as ``tempfile.mkstemp`` does).
 """
 
 from __future__ import annotations
@@ -78,10 +82,25 @@ def _create_temporary(final: Path) -> Path:
         raise output_error(exc, path=exc.filename or final.parent, operation="create folder") from exc
     tmp = final.with_name(f"{TEMP_MARKER}{secrets.token_hex(4)}-{final.name}")
     try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            _MODES[str(tmp)] = os.fstat(fd).st_mode & 0o777  # 0o666 minus the umask
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise output_error(exc, path=final, operation="write") from exc
     return tmp
+
+
+#: temporary file -> the mode it was created with (the umask-respecting mode its final file must have)
+_MODES: dict[str, int] = {}
+
+
+def _restore_mode(tmp: Path) -> None:
+    """Give ``tmp`` its creation mode back when a writer replaced it by a file of another mode (0600)."""
+    mode = _MODES.get(str(tmp))
+    if mode is not None and os.name != "nt" and os.stat(tmp).st_mode & 0o777 != mode:
+        os.chmod(tmp, mode)
 
 
 def _fsync(path: Path) -> None:
@@ -94,6 +113,10 @@ def _fsync(path: Path) -> None:
 
 def _seal(tmp: Path, final: Path, check: _Check, durable: bool) -> None:
     """fsync and verify the temporary file (before it may take the final name)."""
+    try:
+        _restore_mode(tmp)
+    except OSError as exc:
+        raise output_error(exc, path=final, operation="set the mode of") from exc
     if durable:
         try:
             _fsync(tmp)
@@ -116,6 +139,7 @@ def _seal(tmp: Path, final: Path, check: _Check, durable: bool) -> None:
 
 def _commit(tmp: Path, final: Path, durable: bool) -> None:
     """Rename into place, then fsync the folder so the rename itself survives a power cut."""
+    _MODES.pop(str(tmp), None)
     try:
         os.replace(tmp, final)
     except OSError as exc:
@@ -130,6 +154,7 @@ def _commit(tmp: Path, final: Path, durable: bool) -> None:
 
 
 def _discard(tmp: Path) -> None:
+    _MODES.pop(str(tmp), None)
     with suppress(OSError):
         os.unlink(tmp)
 

@@ -1,4 +1,9 @@
-"""Lazy import of optional dependencies, with an error that names the pip extra to install."""
+"""Lazy import of heavy dependencies, with an error that says what to install.
+
+Optional packages name the pip extra that provides them. SimpleITK and nibabel are core dependencies (reading
+and writing ``.nii.gz`` is the main job) but are still imported lazily, so ``import medfuse`` stays light;
+when one is missing anyway (a broken or ``--no-deps`` install) the error says to install that package.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,11 @@ from ..errors import MissingDependencyError
 
 __all__ = ["has_module", "import_optional"]
 
+#: core dependencies imported lazily: module name -> pip distribution name
+_CORE: dict[str, str] = {"SimpleITK": "SimpleITK", "nibabel": "nibabel"}
+
 #: module name -> (pip extra, pip distribution name)
 _EXTRAS: dict[str, tuple[str, str]] = {
-    "SimpleITK": ("nifti", "SimpleITK"),
-    "nibabel": ("nifti", "nibabel"),
     "cc3d": ("cc", "connected-components-3d"),
     "isal": ("fast", "isal"),
     "zlib_ng": ("fast", "zlib-ng"),
@@ -38,8 +44,14 @@ def import_optional(name: str, *, purpose: str | None = None) -> ModuleType:
         return importlib.import_module(name)
     except ImportError as exc:
         top = name.split(".", 1)[0]
-        extra, dist = _EXTRAS.get(top, (None, top))
         why = f" for {purpose}" if purpose else ""
+        if top in _CORE:
+            raise MissingDependencyError(
+                f"medfuse needs `{_CORE[top]}`{why}, one of its own dependencies, which is missing from this "
+                f"environment ({exc}); install it with: pip install {_CORE[top]} (or reinstall medfuse "
+                "without --no-deps)"
+            ) from exc
+        extra, dist = _EXTRAS.get(top, (None, top))
         fix = f"pip install 'medfuse[{extra}]'" if extra else f"pip install {dist}"
         raise MissingDependencyError(
             f"medfuse needs the optional package `{dist}`{why}, which is not installed "

@@ -1,31 +1,33 @@
 """Every numba kernel of medfuse lives in this private package; no validation, no IO here.
 
-Kernels are compiled lazily on first call. Numba's on-disk cache is OFF by default (it can crash under
-multiprocessing); set ``MEDFUSE_NUMBA_CACHE=1`` to turn it on. Importing this package compiles nothing and
-loads no numba: :mod:`.kinds`, :mod:`.threads` and :mod:`.f16` are numba-free; numba loads with the first
-kernel module.
+Kernels are compiled lazily on first call and cached on disk, so a machine compiles them once, not every
+new process: see :mod:`.cache` for where (``NUMBA_CACHE_DIR``, else the user cache folder), why it is safe
+when several processes compile at once (a per-kernel file lock), and ``MEDFUSE_NUMBA_CACHE=0`` to turn it
+off. Importing this package compiles nothing and loads no numba: :mod:`.kinds`, :mod:`.threads` and
+:mod:`.f16` are numba-free; numba loads with the first kernel module.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["jit", "parallel_jit"]
 
-_CACHE = os.environ.get("MEDFUSE_NUMBA_CACHE", "").strip().lower() in {"1", "true", "yes", "on"}
-
 
 def jit(fn: Callable[..., Any]) -> Any:
-    """``numba.njit`` with medfuse's defaults: nogil, no fastmath, cache only when asked."""
+    """``numba.njit`` with medfuse's defaults: nogil, no fastmath, the locked on-disk cache."""
     import numba
 
-    return numba.njit(nogil=True, cache=_CACHE)(fn)
+    from .cache import enable_cache
+
+    return enable_cache(numba.njit(nogil=True)(fn))
 
 
 def parallel_jit(fn: Callable[..., Any]) -> Any:
     """``numba.njit(parallel=True)`` with medfuse's defaults; use ``numba.prange`` over chunks inside."""
     import numba
 
-    return numba.njit(nogil=True, parallel=True, cache=_CACHE)(fn)
+    from .cache import enable_cache
+
+    return enable_cache(numba.njit(nogil=True, parallel=True)(fn))

@@ -28,8 +28,9 @@ import numpy as np
 from . import jit
 from .f16 import _bits_to_float32
 from .raw import _view
+from .spaces import _load16, _load32, log_variant
 
-__all__ = ["_add_rows", "_vote_add", "_vote_labels"]
+__all__ = ["_add_rows", "_add_rows_log", "_vote_add", "_vote_labels"]
 
 #: sentinel of the first-voter table: no member voted for this label here yet
 NO_VOTER = 0xFFFF
@@ -37,7 +38,7 @@ NO_VOTER = 0xFFFF
 
 @jit
 def _add_rows(k0, k1, t, rows_per_chunk, dst_addr, dst_cstride, row_offsets, row_len, src_addr, src_kind,
-              src_cstride, weights, check_every, tol, maxbits, sum_bad, sum_checked):
+              src_cstride, weights, check_every, tol, maxbits, sum_bad, sum_checked, tab, eps):
     """Add rows ``k0 * rows_per_chunk ..`` of a member into float32 class planes.
 
     Parameters
@@ -59,6 +60,10 @@ def _add_rows(k0, k1, t, rows_per_chunk, dst_addr, dst_cstride, row_offsets, row
         Check class sums on rows ``r % check_every == 0`` (0: never) against ``1 +- tol``.
     maxbits, sum_bad, sum_checked : (R,) uint64, int64, int64, zeroed
         Per range: largest bit pattern or label read; rows' voxels failing the sum check; checked.
+    tab, eps :
+        Log space (:data:`_add_rows_log`): probability members add ``w * log(max(p, eps))`` (see
+        :mod:`medfuse._kernels.spaces`); hard members still add ``w[label]`` to their label's class only
+        (the caller adds the rest). Unused by the linear kernel.
     """
     n_classes = weights.size
     n_rows = row_offsets.size
@@ -101,7 +106,7 @@ def _add_rows(k0, k1, t, rows_per_chunk, dst_addr, dst_cstride, row_offsets, row
                 x16 = np.uint16(0)
                 for i in range(row_len):
                     b = h[i]
-                    dst[i] += wc * _bits_to_float32(b)
+                    dst[i] += wc * _load16(b, tab, eps)
                     x16 = max(x16, b)
                 top = max(top, np.uint64(x16))
             else:
@@ -109,7 +114,7 @@ def _add_rows(k0, k1, t, rows_per_chunk, dst_addr, dst_cstride, row_offsets, row
                 x32 = np.uint32(0)
                 for i in range(row_len):
                     e = f[i]
-                    dst[i] += wc * _bits_to_float32(e)
+                    dst[i] += wc * _load32(e, tab, eps)
                     x32 = max(x32, e)
                 top = max(top, np.uint64(x32))
     maxbits[t] = max(maxbits[t], top)
@@ -248,3 +253,7 @@ def _vote_labels(k0, k1, t, chunk, n_voxels, counts_addr, counts_kind, n_classes
             o16 = _view(out_addr + 2 * s0, n, np.uint16)
             for i in range(n):
                 o16[i] = lab[i]
+
+
+#: :func:`_add_rows` in log space (see :mod:`medfuse._kernels.spaces`)
+_add_rows_log = log_variant(_add_rows)

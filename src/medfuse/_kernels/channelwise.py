@@ -7,7 +7,8 @@ member's box and run with :func:`medfuse._kernels.threads.run_chunked`.
 
 :func:`_add_box`
     ``plane[z0 + z, y0 + y, x0 + x] += w * member[z, y, x]``; ``member`` holds float16 or float32 values
-    read as ``uint16`` / ``uint32`` bits (:mod:`medfuse._kernels.f16`). In the same pass it keeps the
+    read as ``uint16`` / ``uint32`` bits (:mod:`medfuse._kernels.f16`); :func:`_add_box_log` adds
+    ``w * log(max(member, eps))`` instead (:mod:`medfuse._kernels.spaces`). In the same pass it keeps the
     largest bit pattern read (``maxbits[t]``): the values are finite and in ``[+0, 1 + tol]`` iff it is at
     most the limit the caller knows (see :data:`medfuse._kernels.f16.ONE_BITS`). ``w == 0``: check only.
 :func:`_argmax_bits`
@@ -28,12 +29,22 @@ import numpy as np
 
 from . import jit
 from .f16 import _bits_to_float32
+from .spaces import _load16, log_variant
 
-__all__ = ["_add_box", "_add_label_box", "_argmax_bits", "_argmax_update", "_max_bits"]
+__all__ = ["_add_box", "_add_box_log", "_add_label_box", "_argmax_bits", "_argmax_update", "_max_bits"]
+
+
+#: the table argument of the linear kernel (unused)
+_NO_TABLE = np.zeros(1, dtype=np.float32)
 
 
 @jit
 def _add_box(k0, k1, t, plane, z0, y0, x0, member, w, maxbits):
+    _add_box_space(k0, k1, t, plane, z0, y0, x0, member, w, maxbits, _NO_TABLE, np.float32(0.0))
+
+
+@jit
+def _add_box_space(k0, k1, t, plane, z0, y0, x0, member, w, maxbits, tab, eps):
     ny = member.shape[1]
     nx = member.shape[2]
     if nx == 0:
@@ -47,7 +58,7 @@ def _add_box(k0, k1, t, plane, z0, y0, x0, member, w, maxbits):
             if w != 0:
                 for x in range(nx):
                     b = src[x]
-                    dst[x] += w * _bits_to_float32(b)
+                    dst[x] += w * _load16(b, tab, eps)  # float16 or float32 bits
                     x_top = max(x_top, b)
             else:
                 for x in range(nx):
@@ -137,3 +148,7 @@ def _argmax_update(k0, k1, t, chunk, plane, scale, c, best, labels):
                 gt = v > b[i]
                 b[i] = max(v, b[i])
                 lab[i] = lab[i] + gt * (c - lab[i])
+
+
+#: :func:`_add_box` in log space (see :mod:`medfuse._kernels.spaces`)
+_add_box_log = log_variant(_add_box_space)

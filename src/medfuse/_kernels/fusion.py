@@ -12,36 +12,38 @@ Chunks
     The N voxels are cut into chunks (:data:`medfuse.fusion.FUSION_CHUNK` voxels). :func:`_fuse_chunks`
     processes a contiguous range of chunks with two float32 rows of one chunk (the class sum, the running
     maximum) and one of ``check_size`` voxels (the sampled class sums); the wrapper hands out ranges to
-    the threads
-    (:func:`medfuse._kernels.threads.run_ranges`). Per chunk, classes are taken in order; per class,
-    members are added in member order, four at a time when four consecutive members have the same kind
-    (one load and store of the class sum per four members; five when five end a run of their kind, so
-    a 5-fold ensemble makes one pass instead of two: 3-9% faster).
+    the threads (:func:`medfuse._kernels.threads.run_ranges`). Per chunk, classes are taken in order; per
+    class, members are added in member order, four at a time when four consecutive members have the same
+    kind (one load and store of the class sum per four members; five when five end a run of their kind,
+    so a 5-fold ensemble makes one pass instead of two).
 Argmax, class after class
     The label output is the running argmax: it starts at label 0 and maximum ``-inf``, and each class
     sum that beats the maximum (strict ``>``, so ties keep the lowest class) replaces it. When the last
     member group of a class is four or five probability members and the only output is uint8 labels,
     that loop does the comparison itself, so the class sum never leaves registers; otherwise a short
-    loop over the class sum follows. Measured against summing all classes into a ``(C, chunk)``
-    accumulator and taking the argmax at the end (the accumulator, 0.9 MiB, went to L3 and back):
-    9% faster for float32 and 6% for float16, from a chunk of 64K voxels (larger chunks give the
-    hardware prefetcher longer runs: 16K voxels were 4% slower).
+    loop over the class sum follows. No ``(C, chunk)`` accumulator exists: at a chunk of 64K voxels it
+    would not fit in L2, while the two rows do, and long chunks give the hardware prefetcher long runs.
 Software prefetch
     The 4- and 5-member loops that fold the argmax (the label-fusion hot path) run in steps of
-    :data:`STEP_BYTES` per member; each step first asks for
-    the cache lines :data:`PREFETCH_AHEAD` bytes further on in every member (``prefetcht0``, see
-    :func:`medfuse._kernels.raw._prefetch`). The hardware prefetchers bring the streams into L2 but
-    not far enough into L1 for five streams at once: measured head to head, float16 fusion became 15%
-    faster on 2 threads (18% on one), float32 10% faster on one thread and 0-10% on two. Prefetching
-    only the start of the next class's rows did nothing. The structure costs compile time (+1.3 s for
-    these four loops), so the loops that write the class sum (the mean output) stay plain.
-One flat function
+    :data:`STEP_BYTES` per member; each step first asks for the cache lines :data:`PREFETCH_AHEAD` bytes
+    further on in every member (``prefetcht0``, see :func:`medfuse._kernels.raw._prefetch`): the hardware
+    prefetchers bring the streams into L2 but not far enough into L1 for five streams at once. The
+    structure costs compile time, so the loops that write the class sum (the mean output) stay plain.
+One flat function, on purpose
     The work on a range is one function, with near-copies of its member-group loop per kind (float16,
-    float32) and group size (4, 5): numba compiles every helper function separately and re-optimises it
-    where it is inlined, which tripled the compile time. A reader's map: per chunk, per class, the loop
-    over member groups branches to hard members, float16 groups (5, 4, 1) and float32 groups (5, 4, 1),
-    the 4- and 5-member groups each with a folded (argmax) and a plain loop; after the groups comes the
-    argmax step unless a loop folded it; after the classes, the sampled sum check.
+    float32), group size (1, 4, 5) and argmax (folded, plain). They are kept because numba compiles
+    helpers slowly, not because they run faster: written once as ``numba.njit(inline="always")``
+    helpers (one loop for every kind, size and argmax, 374 lines instead of 566, bit-identical), the
+    kernel's first call took 2.3x as long (27.4-37.8 s against 11.7-16.6 s, 3 fresh processes each,
+    alternating, on the loaded 2-core VM; numba deep-copies a helper's IR at every call site and types
+    and lowers the whole group code before LLVM drops the dead members), while running as fast (0.93-1.01
+    of the flat kernel's time for float16, 0.80-0.88 for float32, two runs). Pasting in only the cold parts
+    (hard members, argmax step, label reset, sum check) still cost +20% (14.1 against 11.7 s, best of
+    3). Ordinary ``@jit`` helpers are compiled on their own and re-optimised where inlined (three times
+    the compile time). See "Kernel design notes" in ``docs/performance.md``. A reader's map: per chunk,
+    per class, the loop over member groups branches to hard members, float16 groups (5, 4, 1) and float32
+    groups (5, 4, 1), the 4- and 5-member groups each with a folded (argmax) and a plain loop; after the
+    groups comes the argmax step unless a loop folded it; after the classes, the sampled sum check.
 Arithmetic
     ``acc = 0; acc += w[m, c] * p_m[c]`` for m = 0, 1, ... in float32, never contracted to FMA (no
     fastmath); a hard member adds ``w[m, c]`` where its label is ``c`` and ``0`` elsewhere. The numpy
@@ -67,8 +69,9 @@ from . import jit
 from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
 from .raw import _prefetch, _view
+from .spaces import _hard_values, _load16, _load32, log_variant
 
-__all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chunks"]
+__all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chunks", "_fuse_chunks_log"]
 
 #: bytes per item of each kind
 ITEMSIZE = (2, 4, 1, 2)
@@ -82,7 +85,7 @@ PREFETCH_AHEAD = 1024
 
 @jit
 def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, check_every, check_size, tol,
-                 out_addr, out_kind, mean_addr, maxbits, sum_bad, sum_checked):
+                 out_addr, out_kind, mean_addr, maxbits, sum_bad, sum_checked, tab, eps):
     """Weighted mean of M members over C classes on chunks ``k0 .. k1``, as labels and/or probabilities.
 
     Parameters
@@ -107,6 +110,9 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
         Per range and member: largest raw bit pattern (probability member) or label (hard member).
     sum_bad : (R, M) int64, zeroed; sum_checked : (R,) int64, zeroed
         Per range: voxels failing the sum check, per member; voxels checked.
+    tab : (65536,) float32 (log space) or (1,) float32 (unused); eps : float32
+        Log space (:data:`_fuse_chunks_log`): float16 members add ``w * tab[bits]``, float32 members
+        ``w * log(max(p, eps))``. The linear kernel ignores both.
     """
     n_members = addrs.size
     n_classes = weights.shape[1]
@@ -115,6 +121,7 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
     s = np.empty(max(0, min(chunk, check_size)), np.float32)  # class sums of the sampled voxels
     zero = np.float32(0.0)
     one = np.float32(1.0)
+    hot, cold = _hard_values(eps)  # what a hard member adds where its label is / is not the class
     # the last group of a class folds the argmax into its loop when it is 4 or 5 probability members
     # and the only output is uint8 labels
     fold_ok = out_addr != 0 and out_kind == 0 and mean_addr == 0
@@ -154,14 +161,15 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                 if kind in (KIND_U8, KIND_U16):
                     # hard member: one-hot of its labels, never materialised
                     run = 1
-                    wc = weights[m, c]
+                    wc = weights[m, c] * hot  # a hard member counts as its one-hot: hot / cold values
+                    wl = weights[m, c] * cold
                     if kind == KIND_U8:
                         l8 = _view(addrs[m] + s0, n, np.uint8)
                         x8 = np.uint8(0)
                         for i in range(n):
                             v8 = l8[i]
                             u = zero if first else a[i]
-                            u += wc if v8 == c else zero
+                            u += wc if v8 == c else wl
                             a[i] = u
                             x8 = max(x8, v8)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(x8))
@@ -171,7 +179,7 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                         for i in range(n):
                             v16 = l16[i]
                             u = zero if first else a[i]
-                            u += wc if v16 == c else zero
+                            u += wc if v16 == c else wl
                             a[i] = u
                             x16 = max(x16, v16)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(x16))
@@ -220,11 +228,11 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     b3 = g3[i]
                                     b4 = g4[i]
                                     u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(b0)
-                                    u += w1 * _bits_to_float32(b1)
-                                    u += w2 * _bits_to_float32(b2)
-                                    u += w3 * _bits_to_float32(b3)
-                                    u += w4 * _bits_to_float32(b4)
+                                    u += w0 * _load16(b0, tab, eps)
+                                    u += w1 * _load16(b1, tab, eps)
+                                    u += w2 * _load16(b2, tab, eps)
+                                    u += w3 * _load16(b3, tab, eps)
+                                    u += w4 * _load16(b4, tab, eps)
                                     b = bs[i]
                                     gt = u > b
                                     bs[i] = u if gt else b
@@ -243,11 +251,11 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                 b3 = h3[i]
                                 b4 = h4[i]
                                 u = zero if first else a[i]
-                                u += w0 * _bits_to_float32(b0)
-                                u += w1 * _bits_to_float32(b1)
-                                u += w2 * _bits_to_float32(b2)
-                                u += w3 * _bits_to_float32(b3)
-                                u += w4 * _bits_to_float32(b4)
+                                u += w0 * _load16(b0, tab, eps)
+                                u += w1 * _load16(b1, tab, eps)
+                                u += w2 * _load16(b2, tab, eps)
+                                u += w3 * _load16(b3, tab, eps)
+                                u += w4 * _load16(b4, tab, eps)
                                 a[i] = u
                                 y0 = max(y0, b0)
                                 y1 = max(y1, b1)
@@ -297,10 +305,10 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     b2 = g2[i]
                                     b3 = g3[i]
                                     u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(b0)
-                                    u += w1 * _bits_to_float32(b1)
-                                    u += w2 * _bits_to_float32(b2)
-                                    u += w3 * _bits_to_float32(b3)
+                                    u += w0 * _load16(b0, tab, eps)
+                                    u += w1 * _load16(b1, tab, eps)
+                                    u += w2 * _load16(b2, tab, eps)
+                                    u += w3 * _load16(b3, tab, eps)
                                     b = bs[i]
                                     gt = u > b
                                     bs[i] = u if gt else b
@@ -317,10 +325,10 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                 b2 = h2[i]
                                 b3 = h3[i]
                                 u = zero if first else a[i]
-                                u += w0 * _bits_to_float32(b0)
-                                u += w1 * _bits_to_float32(b1)
-                                u += w2 * _bits_to_float32(b2)
-                                u += w3 * _bits_to_float32(b3)
+                                u += w0 * _load16(b0, tab, eps)
+                                u += w1 * _load16(b1, tab, eps)
+                                u += w2 * _load16(b2, tab, eps)
+                                u += w3 * _load16(b3, tab, eps)
                                 a[i] = u
                                 y0 = max(y0, b0)
                                 y1 = max(y1, b1)
@@ -339,7 +347,7 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                         for i in range(n):
                             b0 = h0[i]
                             u = zero if first else a[i]
-                            u += w0 * _bits_to_float32(b0)
+                            u += w0 * _load16(b0, tab, eps)
                             a[i] = u
                             y0 = max(y0, b0)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(y0))
@@ -388,11 +396,11 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     e3 = g3[i]
                                     e4 = g4[i]
                                     u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(e0)
-                                    u += w1 * _bits_to_float32(e1)
-                                    u += w2 * _bits_to_float32(e2)
-                                    u += w3 * _bits_to_float32(e3)
-                                    u += w4 * _bits_to_float32(e4)
+                                    u += w0 * _load32(e0, tab, eps)
+                                    u += w1 * _load32(e1, tab, eps)
+                                    u += w2 * _load32(e2, tab, eps)
+                                    u += w3 * _load32(e3, tab, eps)
+                                    u += w4 * _load32(e4, tab, eps)
                                     b = bs[i]
                                     gt = u > b
                                     bs[i] = u if gt else b
@@ -411,11 +419,11 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                 e3 = f3[i]
                                 e4 = f4[i]
                                 u = zero if first else a[i]
-                                u += w0 * _bits_to_float32(e0)
-                                u += w1 * _bits_to_float32(e1)
-                                u += w2 * _bits_to_float32(e2)
-                                u += w3 * _bits_to_float32(e3)
-                                u += w4 * _bits_to_float32(e4)
+                                u += w0 * _load32(e0, tab, eps)
+                                u += w1 * _load32(e1, tab, eps)
+                                u += w2 * _load32(e2, tab, eps)
+                                u += w3 * _load32(e3, tab, eps)
+                                u += w4 * _load32(e4, tab, eps)
                                 a[i] = u
                                 z0 = max(z0, e0)
                                 z1 = max(z1, e1)
@@ -465,10 +473,10 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                     e2 = g2[i]
                                     e3 = g3[i]
                                     u = zero if first else as_[i]
-                                    u += w0 * _bits_to_float32(e0)
-                                    u += w1 * _bits_to_float32(e1)
-                                    u += w2 * _bits_to_float32(e2)
-                                    u += w3 * _bits_to_float32(e3)
+                                    u += w0 * _load32(e0, tab, eps)
+                                    u += w1 * _load32(e1, tab, eps)
+                                    u += w2 * _load32(e2, tab, eps)
+                                    u += w3 * _load32(e3, tab, eps)
                                     b = bs[i]
                                     gt = u > b
                                     bs[i] = u if gt else b
@@ -485,10 +493,10 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                                 e2 = f2[i]
                                 e3 = f3[i]
                                 u = zero if first else a[i]
-                                u += w0 * _bits_to_float32(e0)
-                                u += w1 * _bits_to_float32(e1)
-                                u += w2 * _bits_to_float32(e2)
-                                u += w3 * _bits_to_float32(e3)
+                                u += w0 * _load32(e0, tab, eps)
+                                u += w1 * _load32(e1, tab, eps)
+                                u += w2 * _load32(e2, tab, eps)
+                                u += w3 * _load32(e3, tab, eps)
                                 a[i] = u
                                 z0 = max(z0, e0)
                                 z1 = max(z1, e1)
@@ -507,7 +515,7 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                         for i in range(n):
                             e0 = f0[i]
                             u = zero if first else a[i]
-                            u += w0 * _bits_to_float32(e0)
+                            u += w0 * _load32(e0, tab, eps)
                             a[i] = u
                             z0 = max(z0, e0)
                         maxbits[t, m] = max(maxbits[t, m], np.uint64(z0))
@@ -563,3 +571,10 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
                     bad += 0 if abs(s[i] - one) <= tol else 1
                 sum_bad[t, m] += bad
             sum_checked[t] += ns
+
+
+#: the same kernel in log space: every member adds ``w * log(max(p, eps))`` (a one-hot member
+#: ``w * log(1)`` or ``w * log(eps)``), so the label output is the argmax of the weighted geometric mean
+#: and the mean output the weighted mean of the logs. One body, two compiled kernels: the linear one is
+#: unchanged and compiles only when used, and so does this one.
+_fuse_chunks_log = log_variant(_fuse_chunks)

@@ -16,6 +16,8 @@ With ``NUMBA_DISABLE_JIT=1`` the same code runs in Python through ctypes pointer
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
+from typing import Any
 
 import numba
 from llvmlite import ir  # type: ignore[import-untyped]
@@ -25,7 +27,20 @@ from numba.extending import intrinsic, overload
 
 from . import jit
 
-__all__ = ["_pointer", "_prefetch", "_view"]
+__all__ = ["_pointer", "_prefetch", "_view", "inline"]
+
+
+def inline(fn: Callable[..., Any]) -> Any:
+    """``numba.njit(inline="always")``: a kernel helper that numba pastes into every caller before typing.
+
+    Each call site is typed on its own (so one helper serves uint8 and uint16) and a branch on a constant
+    argument (``if size == 4`` with ``size`` a literal at the call site) is pruned before typing: the
+    compiled kernel is the flat function. No separate function is compiled, and with
+    ``NUMBA_DISABLE_JIT=1`` the helper is a plain Python function. Every call site costs compile time
+    (numba copies the helper's IR there and types it anew): fine for the vote kernel's two loops, too
+    much for the fusion kernel's ten (see :mod:`medfuse._kernels.fusion`).
+    """
+    return numba.njit(inline="always", nogil=True)(fn)
 
 
 def _pointer(address):

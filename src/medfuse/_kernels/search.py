@@ -46,7 +46,7 @@ def _subset_chunks(k0, k1, t, probs, ref, level, member, chunk, keep, limit, cm_
     The flat indices of the contested voxels of these chunks go to ``rows`` (in order) and their raw
     values to ``out`` (n, M, C), gathered while the chunk is in cache, as long as there is room; returns
     how many there are (more than ``rows.size``: the caller gathers them itself). The buffers come from
-    the caller because growing arrays inside the kernel made the whole kernel 2-3x slower.
+    the caller: an array grown inside the kernel slows the whole kernel down (allocation in the loop).
 
     ``probs`` (M, C, N) holds raw bits: uint16 for float16, uint32 for float32. For non-negative finite
     floats the order of the bits is the order of the values, and every negative value, infinity and NaN
@@ -247,8 +247,8 @@ def _weighted_labels(P, W, inv_total, out):
 
 @jit
 def _label_counts(lab, ref, case, count, tp, fp, fn):
-    """Add each row's ``count`` to the tp / fp / fn of its case (a loop of its own: kept apart from the
-    label computation, which then vectorises, this runs several times faster)."""
+    """Add each row's ``count`` to the tp / fp / fn of its case (a loop of its own, kept apart from the
+    label computation so that the latter vectorises)."""
     for i in range(lab.shape[0]):
         r = ref[i]
         q = lab[i]

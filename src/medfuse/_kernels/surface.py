@@ -12,8 +12,9 @@ corner ``(cz, cy, cx)`` is bit ``7 - (4kz + 2ky + kx)`` in 3D; voxel ``(cy-1+ky,
 * :func:`scan_surfels` — one pass over a label map emits ``(slot, cz, cy, cx, code)`` for every label
   requested (through a value -> slot lookup table), in raster order, for a range of corner planes.
 * :func:`group_by_slot` — stable counting sort of the surfels by slot (raster order kept per label).
-* :func:`row_index` / :func:`nearest_distances` — exact Euclidean distance in mm from each query corner
-  to the nearest target corner: targets are indexed by grid row ``(cz, cy)`` (x sorted), and rows are
+* :func:`boxes_of` / :func:`row_index` / :func:`nearest_distances` — exact Euclidean distance in mm from
+  each query corner to the nearest target corner of its label, every label and both directions in one
+  call: targets are indexed by grid row ``(cz, cy)`` (x sorted) within the label's box, and rows are
   visited outwards from the query until no closer row can exist.
 """
 
@@ -27,7 +28,9 @@ from . import jit
 
 __all__ = [
     "area_table",
+    "boxes_of",
     "group_by_slot",
+    "group_distances",
     "nearest_distances",
     "row_extents",
     "row_index",
@@ -277,19 +280,8 @@ def group_by_slot(slot, n_slots):
 
 
 @jit
-def row_index(z, y, bz0, by0, nrows_y, n_rows):
-    """Start of each grid row ``(z - bz0) * nrows_y + (y - by0)`` in raster-ordered corners (n_rows + 1)."""
-    starts = np.zeros(n_rows + 1, np.int64)
-    for i in range(z.shape[0]):
-        starts[(z[i] - bz0) * nrows_y + (y[i] - by0) + 1] += 1
-    for r in range(n_rows):
-        starts[r + 1] += starts[r]
-    return starts
-
-
-@jit
 def _nearest_in_row(tx, s0, s1, x):
-    """Smallest ``|tx[j] - x|`` over ``s0 <= j < s1`` (``tx`` sorted there)."""
+    """The ``tx[j]`` nearest ``x`` over ``s0 <= j < s1`` (``tx`` sorted there, ``s1 > s0``)."""
     lo = s0
     hi = s1
     while lo < hi:
@@ -298,98 +290,202 @@ def _nearest_in_row(tx, s0, s1, x):
             lo = mid + 1
         else:
             hi = mid
-    best = np.int64(1) << 40
-    if lo < s1:
-        best = np.int64(tx[lo]) - x
-    if lo > s0:
-        best = min(best, x - np.int64(tx[lo - 1]))
-    return best
+    if lo == s1:
+        return np.int64(tx[lo - 1])
+    if lo > s0 and x - np.int64(tx[lo - 1]) <= np.int64(tx[lo]) - x:
+        return np.int64(tx[lo - 1])
+    return np.int64(tx[lo])
 
 
 @jit
-def _scan_y(qy, qx, zz_row, fz2, best, limit, ty_start, by0, ny, tx, sy, sx, step):
-    """Visit the rows of one plane from ``qy`` (step +1) or ``qy - 1`` (step -1) outwards while they may
-    hold a target closer than ``best`` and within ``limit`` (squared mm)."""
+def _scan_y(q, zz, zz_row, fz2, best, limit, g, step):
+    """Visit the rows of plane ``zz`` from the query's row (step +1) or the one before (step -1) outwards
+    while they may hold a target closer than ``best[0]`` and within ``limit`` (squared mm); ``best`` is
+    ``[d2, z, y, x]`` of the nearest target found."""
+    qy, qx = q
+    starts, tx, by0, ny, sy, sx = g
     yy = qy if step > 0 else qy - 1
     while by0 <= yy < by0 + ny:
         fy = (yy - qy) * sy
         fzy = fz2 + fy * fy
-        if fzy >= best or fzy > limit:
+        if fzy >= best[0] or fzy > limit:
             break
         r = zz_row + (yy - by0)
-        s0 = ty_start[r]
-        s1 = ty_start[r + 1]
-        if s1 > s0:
-            fx = _nearest_in_row(tx, s0, s1, np.int64(qx)) * sx
+        if starts[r + 1] > starts[r]:
+            nx = _nearest_in_row(tx, starts[r], starts[r + 1], qx)
+            fx = (nx - qx) * sx
             d2 = fzy + fx * fx
-            if d2 < best:
-                best = d2
+            if d2 < best[0]:
+                best[0] = d2
+                best[1] = zz
+                best[2] = yy
+                best[3] = nx
         yy += step
-    return best
 
 
 @jit
-def _search(z, y, x, best, limit, starts, tx, bz0, by0, nz, ny, sz, sy, sx):
-    """Smallest squared distance to a target among the rows within ``limit`` (squared mm), ``best`` if no
-    closer one; rows that cannot beat ``best`` are skipped."""
+def _search(z, q, best, limit, bz0, nz, sz, g):
+    """Lower ``best`` (``[d2, z, y, x]``) to the nearest target among the rows within ``limit`` (squared
+    mm); rows that cannot beat ``best`` are skipped. Planes are visited outwards from ``z``."""
+    starts, ny = g[0], g[3]
     for step in (1, -1):
         zz = z if step > 0 else z - 1
         while bz0 <= zz < bz0 + nz:
             fz = (zz - z) * sz
             fz2 = fz * fz
-            if fz2 >= best or fz2 > limit:
+            if fz2 >= best[0] or fz2 > limit:
                 break
             row = (zz - bz0) * ny
             if starts[row + ny] > starts[row]:  # the plane holds targets
-                best = _scan_y(y, x, row, fz2, best, limit, starts, by0, ny, tx, sy, sx, 1)
-                best = _scan_y(y, x, row, fz2, best, limit, starts, by0, ny, tx, sy, sx, -1)
+                _scan_y(q, zz, row, fz2, best, limit, g, 1)
+                _scan_y(q, zz, row, fz2, best, limit, g, -1)
             zz += step
-    return best
 
 
 @jit
-def _probe(z, y, x, starts, tx, bz0, by0, nz, ny, sz, sy, sx):
-    """Squared distance to the nearest target in the query's own row and the four rows beside it (an
-    upper bound of the answer; inf when these rows are empty)."""
-    best = np.inf
-    for dz, dy in ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0)):
-        zz = z + dz
-        yy = y + dy
-        if bz0 <= zz < bz0 + nz and by0 <= yy < by0 + ny:
-            r = (zz - bz0) * ny + (yy - by0)
-            if starts[r + 1] > starts[r]:
-                fz = dz * sz
-                fy = dy * sy
-                fx = _nearest_in_row(tx, starts[r], starts[r + 1], x) * sx
-                best = min(best, (fz * fz + fy * fy) + fx * fx)
-    return best
-
-
-@jit
-def nearest_distances(k0, k1, t, qz, qy, qx, starts, tx, bz0, by0, nz, ny, sz, sy, sx, out):
-    """``out[i]``: distance in mm from query corner ``i`` (``k0 <= i < k1``) to the nearest target corner.
-
-    Targets are raster ordered, ``starts`` from :func:`row_index` over the box ``bz0 .. bz0+nz``,
-    ``by0 .. by0+ny``; every query lies in that box. A probe of the rows next to the query bounds the
-    answer, then every row that could hold a closer target is searched. Without a bound, the rows within
-    a radius are searched, the radius doubled until the nearest target found lies within it (then no
-    row outside can hold a closer one). Squared distances are summed axis by axis
-    (``(dz*sz)² + (dy*sy)² + (dx*sx)²``), like scipy's distance transform. ``inf`` when no target.
-    """
+def _nearest_run(q0, q1, qz, qy, qx, starts, tx, box, sz, sy, sx, out):
+    """``out[i]`` for the queries ``q0 <= i < q1`` of one label and direction (see :func:`nearest_distances`)."""
+    bz0, by0, nz, ny = box[0], box[1], box[2], box[3]
+    g = (starts, tx, by0, ny, sy, sx)
     whole = (nz * sz) ** 2 + (ny * sy) ** 2
     first = (4.0 * min(sz, sy)) ** 2
-    for i in range(k0, k1):
+    best = np.empty(4)  # squared distance, z, y, x of the nearest target
+    for i in range(q0, q1):
         z = np.int64(qz[i])
-        y = np.int64(qy[i])
-        x = np.int64(qx[i])
-        best = _probe(z, y, x, starts, tx, bz0, by0, nz, ny, sz, sy, sx)
-        if best < np.inf:
-            best = _search(z, y, x, best, np.inf, starts, tx, bz0, by0, nz, ny, sz, sy, sx)
+        q = (np.int64(qy[i]), np.int64(qx[i]))
+        if i > q0:  # the previous query's nearest target bounds this one's distance
+            fz = (best[1] - z) * sz
+            fy = (best[2] - q[0]) * sy
+            fx = (best[3] - q[1]) * sx
+            best[0] = (fz * fz + fy * fy) + fx * fx
+            _search(z, q, best, np.inf, bz0, nz, sz, g)
         else:
+            best[0] = np.inf
             limit = first
             while True:
-                best = _search(z, y, x, np.inf, limit, starts, tx, bz0, by0, nz, ny, sz, sy, sx)
-                if best <= limit or limit > whole:
+                _search(z, q, best, limit, bz0, nz, sz, g)
+                if best[0] <= limit or limit > whole:
                     break
                 limit *= 4.0
-        out[i] = math.sqrt(best)
+        out[i] = math.sqrt(best[0])
+
+
+@jit
+def nearest_distances(k0, k1, t, tasks, a, b, boxes, spacing, out_a, out_b):
+    """Distances in mm from query corners to the nearest target corner, for the tasks ``k0 .. k1``.
+
+    ``a`` and ``b`` are ``(z, y, x, starts)`` of the two maps' surfels: coordinates grouped by slot, raster
+    order within a slot, and ``starts`` their row index (:func:`row_index`). Task ``k`` is ``tasks[k] =
+    (q0, q1, s, d)``: the queries ``q0 <= i < q1`` of ``a`` (``d == 0``, distances to ``b``, into
+    ``out_a``) or of ``b`` (``d == 1``, to ``a``, into ``out_b``), all of slot ``s``, whose box is
+    ``boxes[s] = (bz0, by0, nz, ny, row0)``. The nearest target of the previous query bounds the answer
+    (neighbouring queries have neighbouring answers), then every row that could hold a closer target is
+    searched. Without a bound (a task's first query), the rows within a radius are searched, the radius
+    doubled until the nearest target found lies within it (then no row outside can hold a closer one).
+    Squared distances are summed axis by axis (``(dz*sz)² + (dy*sy)² + (dx*sx)²``), like scipy's distance
+    transform. Every task's slot must hold targets (the caller scores empty slots by its empty rule).
+    """
+    sz, sy, sx = spacing
+    for k in range(k0, k1):
+        q0, q1, s, d = tasks[k, 0], tasks[k, 1], tasks[k, 2], tasks[k, 3]
+        box = boxes[s]
+        r0, r1 = box[4], box[4] + box[2] * box[3] + 1
+        if d == 0:
+            _nearest_run(q0, q1, a[0], a[1], a[2], b[3][r0:r1], b[2], box, sz, sy, sx, out_a)
+        else:
+            _nearest_run(q0, q1, b[0], b[1], b[2], a[3][r0:r1], a[2], box, sz, sy, sx, out_b)
+
+
+@jit
+def boxes_of(a_z, a_y, a_bounds, b_z, b_y, b_bounds):
+    """Per slot, the box ``(bz0, by0, nz, ny, row0)`` of the rows holding either map's surfels, and the
+    total length of the row index (each slot's ``nz * ny + 1`` entries from ``row0`` on). Slots empty in
+    either map get an empty box."""
+    n = a_bounds.shape[0] - 1
+    boxes = np.zeros((n, 5), np.int64)
+    row0 = 0
+    for s in range(n):
+        a0, a1, b0, b1 = a_bounds[s], a_bounds[s + 1], b_bounds[s], b_bounds[s + 1]
+        if a1 > a0 and b1 > b0:
+            z0 = min(a_z[a0], b_z[b0])
+            z1 = max(a_z[a1 - 1], b_z[b1 - 1])
+            y0 = min(a_y[a0:a1].min(), b_y[b0:b1].min())
+            y1 = max(a_y[a0:a1].max(), b_y[b0:b1].max())
+            boxes[s, 0] = z0
+            boxes[s, 1] = y0
+            boxes[s, 2] = z1 - z0 + 1
+            boxes[s, 3] = y1 - y0 + 1
+        boxes[s, 4] = row0
+        row0 += boxes[s, 2] * boxes[s, 3] + 1
+    return boxes, row0
+
+
+@jit
+def row_index(z, y, bounds, boxes, n_index):
+    """Row index of surfels grouped by slot (raster order within a slot): for slot ``s`` with box
+    ``boxes[s] = (bz0, by0, nz, ny, row0)``, the surfels of row ``(z, y)`` are ``starts[row0 + r] ..
+    starts[row0 + r + 1]`` with ``r = (z - bz0) * ny + (y - by0)``. Slots with an empty box are skipped."""
+    starts = np.zeros(n_index, np.int64)
+    for s in range(bounds.shape[0] - 1):
+        bz0, by0, nz, ny, row0 = boxes[s, 0], boxes[s, 1], boxes[s, 2], boxes[s, 3], boxes[s, 4]
+        if nz * ny == 0:
+            continue
+        starts[row0] = bounds[s]
+        for i in range(bounds[s], bounds[s + 1]):
+            starts[row0 + (z[i] - bz0) * ny + (y[i] - by0) + 1] += 1
+        for r in range(nz * ny):
+            starts[row0 + r + 1] += starts[row0 + r]
+    return starts
+
+
+@jit
+def _hash_slot(keys, used, key):
+    """Open-addressing slot of ``key`` in ``keys`` (``used`` marks taken slots; size a power of two)."""
+    mask = keys.shape[0] - 1
+    mixed = key ^ (key >> np.uint64(17)) ^ (key >> np.uint64(31)) ^ (key >> np.uint64(47))  # no overflow
+    i = np.int64(mixed & np.uint64(mask))
+    while used[i] >= 0 and keys[i] != key:
+        i = (i + 1) & mask
+    return i
+
+
+@jit
+def _grown(keys, used):
+    """The hash table ``keys, used`` re-inserted into one four times larger."""
+    new_keys = np.zeros(4 * keys.shape[0], np.uint64)
+    new_used = np.full(4 * keys.shape[0], -1, np.int64)
+    for j in range(keys.shape[0]):
+        if used[j] >= 0:
+            jj = _hash_slot(new_keys, new_used, keys[j])
+            new_keys[jj] = keys[j]
+            new_used[jj] = used[j]
+    return new_keys, new_used
+
+
+@jit
+def group_distances(d, rank, n_ranks):
+    """Distinct values of ``d`` (finite, >= 0) in order of first appearance, and ``counts[g, r]``: how
+    many entries hold the ``g``-th value with ``rank == r`` — the (distance, area) pairs grouped without a
+    sort of every entry (a hash table of the few distinct distances; the caller sorts those: numba's sort
+    would cost seconds of compile time)."""
+    keys = np.zeros(1024, np.uint64)
+    used = np.full(1024, -1, np.int64)
+    bits = d.view(np.uint64)  # equal bits <=> equal values for finite non-negative floats
+    group = np.empty(d.shape[0], np.int64)
+    first = np.empty(d.shape[0], np.int64)  # first entry of each group
+    n_groups = 0
+    for i in range(d.shape[0]):
+        j = _hash_slot(keys, used, bits[i])
+        if used[j] < 0:
+            if 2 * (n_groups + 1) > keys.shape[0]:
+                keys, used = _grown(keys, used)
+                j = _hash_slot(keys, used, bits[i])
+            keys[j] = bits[i]
+            used[j] = n_groups
+            first[n_groups] = i
+            n_groups += 1
+        group[i] = used[j]
+    counts = np.zeros((n_groups, n_ranks), np.int64)
+    for i in range(d.shape[0]):
+        counts[group[i], rank[i]] += 1
+    return d[first[:n_groups]], counts

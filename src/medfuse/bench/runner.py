@@ -6,9 +6,13 @@
   :func:`medfuse.fusion.fuse_probabilities` vs nnU-Net v2's approach (float32 running sum, then argmax),
   ``np.mean(np.stack(members), 0).argmax(0)`` and MONAI's ``MeanEnsemble`` (when installed);
 * **vote** (5 x 256 x 512 x 512 uint8, 14 labels): :func:`medfuse.fusion.majority_vote` vs numpy one-hot
-  counting and SimpleITK's ``LabelVotingImageFilter``;
+  counting and SimpleITK's ``LabelVotingImageFilter``, then against SimpleITK at ~100%, ~75% and ~45%
+  unanimous voxels (:mod:`medfuse.bench.agreement`); the fusion sections add log-space fusion
+  (``space="log"``) next to the linear row;
 * **dice** (14 labels, 256 x 512 x 512): :func:`medfuse.metrics.dice` vs ``np.bincount(ref * K + pred)``
   and SimpleITK's ``LabelOverlapMeasuresImageFilter``;
+* **surface** (HD, HD95, ASD, NSD at 1 and 2 mm of every label, 256 x 512 x 512 at 2.5 x 0.8 x 0.8 mm):
+  :func:`medfuse.surface_metrics` vs DeepMind's ``surface-distance`` per label (when installed);
 * **bandwidth**: a parallel numba sum over 1 GiB on every thread, the floor for a kernel that reads its
   input once; each medfuse kernel's throughput is reported as a share of it.
 
@@ -42,14 +46,17 @@ from numpy.typing import NDArray
 
 from .._core.optional import has_module, import_optional
 from ..errors import ValidationError
+from . import agreement
 from .peers import (
     _bincount_dice,
     _confusion_dice,
+    _deepmind_surface,
     _monai_mean,
     _nnunet_v2_style,
     _numpy_mean_stack,
     _numpy_onehot_vote,
     _same_dice,
+    _same_surface,
 )
 from .report import BenchmarkReport, Measurement, Sizes, Target, fmt_bytes, fmt_time
 
@@ -63,7 +70,7 @@ __all__ = [
 ]
 
 #: what :func:`run_benchmark` can run (``only=``)
-SECTIONS: tuple[str, ...] = ("fusion", "vote", "dice", "bandwidth")
+SECTIONS: tuple[str, ...] = ("fusion", "vote", "dice", "surface", "bandwidth")
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -243,6 +250,7 @@ class _Run:
                 return _monai_mean(ms)
 
             ours = self.measure(section, "medfuse fuse_probabilities", ours_fn, nbytes)
+            agreement.log_fusion_row(self, section, members, nbytes, ours)
             theirs = self.measure(section, "nnU-Net v2 style (running sum)", nnunet_fn, nbytes)
             self.check(f"{section}: medfuse == nnU-Net v2 style labels (share equal)",
                        bool(np.mean(ours == theirs) > 0.9999))
@@ -257,7 +265,7 @@ class _Run:
     def vote(self) -> None:
         from ..fusion import majority_vote
 
-        _, maps = _label_members(self.sizes, self.log)
+        reference, maps = _label_members(self.sizes, self.log)
         k = self.sizes.labels
         nbytes = sum(m.nbytes for m in maps)
         tiny = [m[:1, :2, :3].copy() for m in maps[:3]]
@@ -283,6 +291,8 @@ class _Run:
             del images
         else:
             self.skipped.append("SimpleITK LabelVoting: SimpleITK not installed")
+        maps.clear()  # free the members before the agreement rows build theirs
+        agreement.vote_levels(self, reference, self.sizes.vote[0], k)
 
     # ---------------------------------------------------------------- dice
     def dice(self) -> None:
@@ -322,6 +332,27 @@ class _Run:
             self.check("dice: medfuse == SimpleITK", _same_dice(ours, st))
         else:
             self.skipped.append("SimpleITK LabelOverlapMeasures: SimpleITK not installed")
+
+    # ---------------------------------------------------------------- surface
+    def surface(self) -> None:
+        from ..metrics.surface import surface_metrics
+
+        if not has_module("surface_distance"):
+            self.skipped.append("surface metrics: surface-distance (the peer) not installed; pip install medfuse[test]")
+            return
+        ref, maps = _label_members(Sizes(vote=(1, *self.sizes.dice), labels=self.sizes.labels), self.log)
+        pred, spacing, tol = maps[0], (2.5, 0.8, 0.8), (1.0, 2.0)
+        nbytes = ref.nbytes + pred.nbytes
+        self.compile["surface kernels (metrics)"] = _timed_first_call(
+            lambda: surface_metrics(ref[:3, :5, :7].copy(), pred[:3, :5, :7].copy(), spacing_mm=spacing))
+        self.log(f"surface metrics, {ref.shape} uint8, spacing {spacing} mm:")
+        ours = self.measure("surface", "medfuse surface_metrics",
+                            lambda: surface_metrics(ref, pred, spacing_mm=spacing, tolerance_mm=tol), nbytes,
+                            "every label in one call")
+        theirs = self.measure("surface", "surface-distance (DeepMind)",
+                              lambda: _deepmind_surface(ref, pred, spacing, tol), nbytes,
+                              "per label: masks, compute_surface_distances, reductions")
+        self.check("surface: medfuse == surface-distance", _same_surface(ours, theirs))
 
     # ---------------------------------------------------------------- bandwidth
     def read_bandwidth(self) -> None:
@@ -393,6 +424,8 @@ def _targets(run: _Run) -> list[Target]:
     speedup("vote vs numpy one-hot", 80, "vote", "numpy")
     speedup("Dice vs bincount", 25, "dice", "np.bincount")
     speedup("Dice vs SimpleITK", 40, "dice", "SimpleITK")
+    speedup("surface metrics vs DeepMind surface-distance", 10, "surface", "surface-distance")
+    agreement.targets(run.measurements, add)
     return out
 
 
@@ -405,7 +438,7 @@ def run_benchmark(*, quick: bool = False, only: Iterable[str] | None = None, rep
     quick : bool, default False
         Small sizes (:meth:`Sizes.quick`), for smoke tests; the ratios then mean little.
     only : iterable of str, optional
-        Sections to run, from :data:`SECTIONS` ("fusion", "vote", "dice", "bandwidth"); all by default.
+        Sections to run, from :data:`SECTIONS` ("fusion", "vote", "dice", "surface", "bandwidth"); all by default.
     repeat : int, default 3
         Timed runs per method (at least 3), after one warm-up run.
     sizes : Sizes, optional

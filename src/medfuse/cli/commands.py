@@ -9,4 +9,4 @@ turns :class:`medfuse.MedfuseError` into a one-line message and a non-zero exit 
 from __future__ import annotations
 
 #: sub-command modules, in the order ``medfuse --help`` lists them
-COMMANDS: tuple[str, ...] = ("demo", "fuse", "evaluate", "submit", "search", "infer", "bench")
+COMMANDS: tuple[str, ...] = ("demo", "fuse", "evaluate", "submit", "search", "postprocess", "infer", "bench")

@@ -12,13 +12,16 @@ NAME = "fuse"
 #: API keywords in error messages -> the flags that set them (the CLI speaks in flags).
 FLAG_NAMES = {"overwrite=True": "--overwrite", "`weights`": "`--weights`", "`postprocessing`": "`--postprocessing`",
               "`cases`": "`--cases`", "`output`": "`-o/--output`", "`members`": "MEMBER",
-              "`method`": "`--method`", "`save_probabilities`": "`--save-probabilities`"}
+              "`method`": "`--method`", "`save_probabilities`": "`--save-probabilities`", "`space`": "`--space`",
+              "`eps`": "`--eps`", "space='log'": "--space log", "method='mean'": "--method mean"}
 HELP = "fuse the prediction folders of several models into one folder of label maps"
 EPILOG = """examples:
   medfuse fuse pred_2d pred_3d pred_cascade -o fused
   medfuse fuse pred_2d pred_3d pred_cascade -o fused --weights 1,2,2 --postprocessing postprocessing.json
   medfuse fuse pred_3d labels_only -o fused --method vote --jobs 2
+  medfuse fuse labels_a labels_b labels_c -o fused --method staple
   medfuse fuse pred_2d pred_3d -o fused --weights-file search_out/search.json
+  medfuse fuse fold_0 fold_1 fold_2 fold_3 fold_4 -o fused --space log   # = averaging the folds' logits
 """
 
 
@@ -26,8 +29,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("members", nargs="+", metavar="MEMBER",
                         help="prediction folders (v1/PaddleSeg, nnU-Net v2, or label maps only)")
     parser.add_argument("-o", "--output", required=True, help="output folder (never one of the inputs)")
-    parser.add_argument("--method", choices=("mean", "vote"), default="mean",
-                        help="mean of probabilities (default) or majority vote")
+    parser.add_argument("--method", choices=("mean", "vote", "staple"), default="mean",
+                        help="mean of probabilities (default), majority vote, or STAPLE of the members' labels "
+                             "(argmax of probabilities; no --weights)")
+    parser.add_argument("--space", choices=("probability", "log"), default="probability",
+                        help="--method mean: average the probabilities (default) or their logs (geometric "
+                             "mean; for softmax outputs its argmax is that of the averaged logits)")
+    parser.add_argument("--eps", type=float, default=1e-6,
+                        help="--space log: probabilities are clamped to EPS before their log (default 1e-6)")
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--weights", help="comma-separated weight per member, e.g. 1,2,2")
     weights.add_argument("--weights-file", metavar="FILE",
@@ -58,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = fuse_folders(args.members, args.output, method=args.method, weights=weights,
                               postprocessing=args.postprocessing, save_probabilities=args.save_probabilities,
-                              cases=cases, executor=executor, overwrite=args.overwrite, progress=args.progress)
+                              cases=cases, executor=executor, overwrite=args.overwrite, progress=args.progress,
+                              space=args.space, eps=args.eps)
     finally:
         if close is not None:
             close()

@@ -6,14 +6,20 @@ spellings rewritten to the command's flags by the command's ``FLAG_NAMES`` (``"o
 ``"--overwrite"``). Any other ``OSError`` (disk full, read-only folder, no permission...) becomes the same
 kind of line: the path, the errno name and text, the fix; exit code 2. ``--debug`` shows the traceback
 instead. Anything else is a bug and keeps its traceback.
+
+Every sub-command takes ``-q/--quiet``: no progress bars and no information lines on stdout (a command's
+``--no-progress`` is implied); errors, warnings and notes still go to stderr, and data a command was asked
+to write to stdout (``--json -``, ``--csv -``) still goes there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import ModuleType
 
 from .._core.oserrors import os_error_line
@@ -54,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback on errors")
+        p.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bars or information lines (errors are still printed)")
         module.configure(p)
         p.set_defaults(_run=module.run, _flag_names=dict(getattr(module, "FLAG_NAMES", {})))
     return parser
@@ -66,8 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 1
+    if args.quiet and hasattr(args, "progress"):
+        args.progress = False
     try:
-        code: int = args._run(args)
+        with _quiet_stdout(args):
+            code: int = args._run(args)
     except MedfuseError as exc:
         if args.debug:
             raise
@@ -83,6 +94,20 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     return code
+
+
+#: options whose value ``-`` means "write this data to stdout" (kept by --quiet)
+_STDOUT_DATA_OPTIONS = ("json", "csv")
+
+
+@contextlib.contextmanager
+def _quiet_stdout(args: argparse.Namespace) -> Iterator[None]:
+    """With ``--quiet``, what the command prints to stdout is dropped, unless it writes data there."""
+    if not args.quiet or any(getattr(args, o, None) == "-" for o in _STDOUT_DATA_OPTIONS):
+        yield
+        return
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        yield
 
 
 def cli_message(message: str, flag_names: Mapping[str, str]) -> str:

@@ -11,17 +11,21 @@ from ._common import check_output_folder, parse_int_list
 NAME = "search"
 HELP = "choose the best ensemble (models, weights, postprocessing) on out-of-fold validation predictions"
 #: API spellings in messages -> this command's arguments
-FLAG_NAMES = {"`references`": "`--references`", "`names`": "`--names`", "`labels`": "`--labels`",
+FLAG_NAMES = {"`strategies`": "`--strategies`",
+              "`references`": "`--references`", "`names`": "`--names`", "`labels`": "`--labels`",
               "`learn_weights`": "`--learn-weights`", "`postprocessing`": "`--postprocessing`",
               "`connectivity`": "`--connectivity`", "`min_object_size`": "`--min-object-size`",
               "`n_bootstrap`": "`--bootstrap`", "`confidence`": "`--confidence`",
               "`tie_tolerance`": "`--tie-tolerance`", "`max_members`": "`--max-members`",
               "`memory_limit_mb`": "`--memory-limit-mb`", "`seed`": "`--seed`", "`threads`": "`--threads`",
-              "`output`": "`--output`"}
+              "`output`": "`--output`", "`criterion`": "`--criterion`", "`tolerance_mm`": "`--tolerance`"}
 EPILOG = """examples:
   medfuse search cv/3d_fullres cv/2d cv/3d_cascade_fullres -o search_out
   medfuse search cv/3d_fullres cv/2d --references cv/gt_niftis -o search_out --html --plots
   medfuse search cv/* -o search_out --learn-weights members --no-class-selection --bootstrap 2000
+  medfuse search cv/3d_fullres cv/2d -o search_out --criterion dice+nsd --tolerance 2
+
+References come first in every medfuse command: here they are --references (default MODEL/gt_niftis/).
 
 Each MODEL folder holds fold_0 ... fold_4, each with validation_raw/ (PaddleSeg MedicalSeg / nnU-Net v1,
 saved with --save_npz) or validation/ (nnU-Net v2); references default to MODEL/gt_niftis/.
@@ -35,6 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output folder for the report files")
     parser.add_argument("--references", metavar="DIR",
                         help="reference label maps <case>.nii.gz (default: the first MODEL/gt_niftis/)")
+    parser.add_argument("--criterion", choices=("dice", "nsd", "dice+nsd"), default="dice",
+                        help="rank candidates and decide postprocessing by Dice (default), surface Dice (NSD) or "
+                        "their mean; the report shows Dice and NSD for every candidate")
+    parser.add_argument("--tolerance", type=float, default=1.0, metavar="MM",
+                        help="NSD tolerance in mm for --criterion nsd / dice+nsd (default 1)")
     parser.add_argument("--names", help="comma-separated model names (default: the folders' names)")
     parser.add_argument("--labels", help="comma-separated foreground labels to score (default: all)")
     parser.add_argument("--learn-weights", choices=("classes", "members", "none"), default="classes",
@@ -57,6 +66,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="memory for the contested voxels (default 2048; beyond it: sampled, then re-scored)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and samples (default 0)")
     parser.add_argument("--threads", type=int, help="threads of the kernels (default: all cores)")
+    parser.add_argument("--strategies", default="mean", metavar="LIST",
+                        help="comma-separated fusion strategies to compare on every equal-weight subset: "
+                             "mean,log,vote,staple (default: mean only)")
     parser.add_argument("--html", action="store_true", help="also write report.html")
     parser.add_argument("--plots", action="store_true",
                         help="also write ranking.png and dice_boxplot.png (needs matplotlib, extra 'plot')")
@@ -84,14 +96,19 @@ def run(args: argparse.Namespace) -> int:
         class_selection=args.class_selection, postprocessing=args.postprocessing, connectivity=args.connectivity,
         min_object_size=args.min_object_size, n_bootstrap=args.bootstrap, confidence=args.confidence,
         tie_tolerance=args.tie_tolerance, max_members=args.max_members, memory_limit_mb=args.memory_limit_mb,
-        seed=args.seed, threads=args.threads, progress=args.progress,
+        seed=args.seed, threads=args.threads, progress=args.progress, criterion=args.criterion,
+        tolerance_mm=args.tolerance,
+        strategies=[x.strip() for x in args.strategies.split(",") if x.strip()],
     )
     written = write_search_outputs(result, out, html_report=args.html, plots=args.plots)
     best = result.best
     pp = f", postprocessed {result.postprocessed_score:.4f}" if result.postprocessed_score is not None else ""
+    nsd = f", NSD {best.nsd:.4f} (ranked by {args.criterion})" if args.criterion != "dice" else ""
     print(f"best of {len(result.candidates)} candidates: {best.name}: OOF Dice {best.score:.4f} "
-          f"(honest {best.honest_score:.4f}{pp})")
+          f"(honest {best.honest_score:.4f}{pp}){nsd}")
     print("apply it: " + result.fuse_command(weights_file=str(out / "weights.json"),
                                              postprocessing_file=str(out / "postprocessing.json")))
+    if result.strategies is not None:
+        print(result.strategies.summary())
     print(f"wrote {', '.join(p.name for p in written)} to {out}")
     return 0

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -24,14 +23,14 @@ from .._core.jobs import run_jobs
 from .._core.progress import progress_bar
 from .._version import __version__
 from ..errors import CaseMismatchError, ValidationError
-from ..geometry import Box, Geometry, paste_into_box, union_box
+from ..fusion.run import DEFAULT_EPS, Space, check_space
 from ..io.journal import FileDigest, digest_files, journaled_run, v1_case_files
 from ..io.jsonfile import write_json
+from .cases import Method, _CaseJob, _fuse_case
 from .evaluate import Evaluation, evaluate_folder  # re-exported: the folder jobs live side by side
 
 __all__ = ["Evaluation", "FusionReport", "evaluate_folder", "fuse_folders"]
 
-Method = Literal["mean", "vote"]
 PathLike = str | os.PathLike[str]
 
 FUSION_JSON = "fusion.json"
@@ -50,7 +49,7 @@ class FusionReport:
         Member folders, in the order the weights refer to.
     layouts : tuple of str
         Each member's layout (``"v1"``, ``"v2"`` or ``"labels"``).
-    method : {"mean", "vote"}
+    method : {"mean", "vote", "staple"}
     weights : list or None
         The weights as given: per member, or per member and class.
     cases : tuple of str
@@ -79,6 +78,7 @@ class FusionReport:
     seconds: dict[str, float] = field(default_factory=dict)
     postprocessing: dict[str, Any] | None = None
     fingerprint: str = ""
+    space: str = "probability"
 
     def to_dict(self) -> dict[str, Any]:
         """What this run did, as JSON-able data (``fusion.json`` describes the folder instead)."""
@@ -94,7 +94,20 @@ class FusionReport:
             "skipped": list(self.skipped),
             "seconds_per_case": dict(sorted(self.seconds.items())),
             "fingerprint": self.fingerprint,
+            "space": self.space,
         }
+
+    def __repr__(self) -> str:
+        return (f"FusionReport(output={str(self.output)!r}, method={self.method!r}, members={len(self.members)}, "
+                f"cases={len(self.cases)}, written={len(self.written)}, skipped={len(self.skipped)})")
+
+    def _repr_html_(self) -> str:
+        from .._core.display import html_table
+
+        w = self.weights or [1.0] * len(self.members)
+        rows = [[m, lay, str(wt)] for m, lay, wt in zip(self.members, self.layouts, w, strict=False)]
+        return html_table(["member", "layout", "weight"], rows, caption=f"{self.method} fusion of {len(self.cases)} "
+                          f"cases into {self.output} ({len(self.written)} written, {len(self.skipped)} resumed)")
 
 
 def _versions() -> dict[str, str]:
@@ -173,163 +186,6 @@ def _common_cases(folders: Sequence[Any], selected: Sequence[str] | None) -> lis
     return sorted(wanted)
 
 
-# --------------------------------------------------------------------------------------------- boxes
-def _box_of(source: Any) -> Box:
-    return tuple((int(lo), int(hi)) for lo, hi in source.crop_bbox)
-
-
-def _foreground_box(labels: NDArray[Any]) -> Box | None:
-    if labels.size == 0:
-        return None
-    box = []
-    for axis in range(labels.ndim):
-        other = tuple(a for a in range(labels.ndim) if a != axis)
-        nz = np.flatnonzero(labels.any(axis=other))
-        if nz.size == 0:
-            return None
-        box.append((int(nz[0]), int(nz[-1]) + 1))
-    return tuple(box)
-
-
-def _relative(box: Box, domain: Box) -> Box:
-    return tuple((b0 - d0, b1 - d0) for (b0, b1), (d0, _) in zip(box, domain, strict=True))
-
-
-def _crop(array: NDArray[Any], box: Box) -> NDArray[Any]:
-    return array[tuple(slice(b0, b1) for b0, b1 in box)]
-
-
-# ------------------------------------------------------------------------------------------ per case
-@dataclass(frozen=True)
-class _CaseJob:
-    """Everything a worker needs to fuse one case (picklable: paths and numbers only)."""
-
-    case: str
-    members: tuple[Any, ...]  # one-case PredictionFolder subsets: no folder is scanned again per case
-    method: Method
-    weights: NDArray[np.float64] | None
-    output: str
-    postprocessing: dict[str, Any] | None
-    save_probabilities: bool
-
-
-def _member_weight(weights: NDArray[np.float64] | None, m: int, num_classes: int, folder: str) -> NDArray[np.float64]:
-    if weights is None:
-        return np.ones(num_classes)
-    row = weights[m]
-    if row.ndim == 0:
-        return np.full(num_classes, float(row))
-    if row.shape[0] != num_classes:
-        raise ValidationError(f"`weights` has {row.shape[0]} per-class columns but member {folder!r} has "
-                              f"{num_classes} classes; give one column per class (background included).")
-    return np.asarray(row, dtype=np.float64)
-
-
-def _mean_class_major(sources: Sequence[Any], job: _CaseJob, num_classes: int, domain: Box,
-                      domain_shape: tuple[int, ...]) -> tuple[NDArray[Any], NDArray[np.float16] | None]:
-    """Weighted mean + argmax, reading every member's class c before any member's class c + 1.
-
-    Every probability member is checked as the in-memory API checks it (values in the adding pass, class
-    sums on a sample); the errors name the case and the member's file.
-    """
-    from ..fusion.classwise import ClassMajorMean, class_major_channels
-    from ..fusion.inputs import as_member_weights
-
-    weights = as_member_weights(
-        np.stack([_member_weight(job.weights, m, num_classes, str(s.folder.path)) for m, s in enumerate(sources)]),
-        n_members=len(sources), n_classes=num_classes)
-    names = {m: f"case {job.case!r}: member {str(s.npz_path or s.label_path)!r}" for m, s in enumerate(sources)}
-    fuser = ClassMajorMean(num_classes, domain_shape, keep_probabilities=job.save_probabilities, names=names)
-    hard = {m: _crop(s.read_labels(), domain) for m, s in enumerate(sources) if not s.has_probabilities}
-    boxes = {m: _relative(_box_of(s), domain) for m, s in enumerate(sources) if s.has_probabilities}
-    streams = [s.iter_channels() if s.has_probabilities else None for s in sources]
-    channels = class_major_channels(streams, num_classes, names=[names[m] for m in range(len(sources))])
-    for c in range(num_classes):
-        fuser.begin_class(c)
-        for m in range(len(sources)):
-            if m in hard:
-                fuser.add_labels(hard[m], weight=float(weights[m, c]))
-                continue
-            got_c, got_m, channel = next(channels)
-            if (got_c, got_m) != (c, m):  # pragma: no cover - class_major_channels keeps the order
-                raise RuntimeError("channel order")
-            fuser.add_probabilities(channel, weight=float(weights[m, c]), box=boxes[m], member=m)
-            del channel
-        fuser.end_class(float(weights[:, c].sum()))
-    return fuser.labels(), (fuser.probabilities() if job.save_probabilities else None)
-
-
-def _fuse_case(job: _CaseJob) -> tuple[str, float]:
-    """Fuse one case and write it; returns (case, seconds). Runs in a worker."""
-    from .. import io
-    from ..fusion import VoteAccumulator
-
-    t0 = time.perf_counter()
-    sources = [io.open_folder(folder).case(job.case) for folder in job.members]  # open_folder: as is
-    geometry: Geometry = io.check_same_geometry(sources)
-    shape = geometry.shape
-    prob_classes = {int(s.num_classes) for s in sources if s.has_probabilities and s.num_classes is not None}
-    if len(prob_classes) > 1:
-        detail = ", ".join(f"{str(s.folder.path)!r}: {s.num_classes}" for s in sources if s.has_probabilities)
-        raise ValidationError(f"case {job.case!r}: probability members disagree on the number of classes ({detail}).")
-
-    # The domain that can hold foreground: crop boxes of probability members, foreground of hard members.
-    hard_boxes: list[Box | None] = []
-    max_hard_label = 0
-    for s in sources:
-        if s.has_probabilities:
-            continue
-        lab = s.read_labels()
-        max_hard_label = max(max_hard_label, int(lab.max()) if lab.size else 0)
-        hard_boxes.append(_foreground_box(lab))
-        del lab
-    num_classes = prob_classes.pop() if prob_classes else max(max_hard_label + 1, 2)
-    if max_hard_label >= num_classes:
-        raise ValidationError(f"case {job.case!r}: a label-map member holds label {max_hard_label}, but the "
-                              f"probability members have only {num_classes} classes (0..{num_classes - 1}).")
-    full: Box = tuple((0, n) for n in shape)
-    boxes = [_box_of(s) for s in sources if s.has_probabilities]
-    non_empty = [b for b in (*boxes, *hard_boxes) if b is not None and all(hi > lo for lo, hi in b)]
-    domain = union_box(non_empty) if non_empty else full
-    domain_shape = tuple(b1 - b0 for b0, b1 in domain)
-
-    fused_probs: NDArray[np.float16] | None = None
-    method = job.method if any(s.has_probabilities for s in sources) else "vote"
-    if method == "mean":
-        labels, fused_probs = _mean_class_major(sources, job, num_classes, domain, domain_shape)
-    else:
-        vote = VoteAccumulator(num_classes, domain_shape)
-        for m, s in enumerate(sources):
-            w = _member_weight(job.weights, m, num_classes, str(s.folder.path))
-            if np.ptp(w) > 0:
-                raise ValidationError("`weights` per class are not defined for method='vote'; give one weight "
-                                      "per member.")
-            if s.has_probabilities:
-                member = paste_into_box(s.argmax_labels(full=False), _relative(_box_of(s), domain),
-                                        domain_shape, fill=0)
-            else:
-                member = _crop(s.read_labels(), domain)
-            vote.add(member, weight=float(w[0]))
-            del member
-        labels = vote.labels()
-        del vote
-
-    if job.postprocessing is not None:
-        from ..postprocess import Postprocessing, apply_postprocessing
-
-        pp = Postprocessing.read(job.postprocessing)
-        labels = apply_postprocessing(labels, pp, spacing_mm=geometry.spacing)
-
-    out_labels = paste_into_box(labels, domain, shape, fill=0)
-    out = Path(job.output)
-    if fused_probs is not None:
-        io.write_v1_case(out, job.case, probabilities=fused_probs, labels=out_labels,
-                         geometry=geometry, crop_bbox=[list(b) for b in domain])
-    else:
-        io.write_nifti(out / f"{job.case}.nii.gz", out_labels, geometry)
-    return job.case, time.perf_counter() - t0
-
-
 _Done = tuple[str, float, tuple[FileDigest, ...]]  # (case, seconds, digests of its files)
 
 
@@ -370,6 +226,8 @@ def fuse_folders(
     executor: Executor | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    space: Space = "probability",
+    eps: float = DEFAULT_EPS,
 ) -> FusionReport:
     """Fuse the prediction folders of several models into one folder of label maps.
 
@@ -388,6 +246,8 @@ def fuse_folders(
     method : {"mean", "vote"}
         ``"mean"``: argmax of the (weighted, per class normalised) mean probability; ties go to the lowest
         class. ``"vote"``: (weighted) majority vote of each member's argmax; ties go to the lowest label.
+        ``"staple"``: multi-label STAPLE (:func:`medfuse.staple`) of each member's labels (a probability
+        member's argmax), over the whole volume; no ``weights``.
     weights : array_like of shape (M,) or (M, C), optional
         Non-negative weights per member, or per member and class (``"mean"`` only). Equal when omitted.
     postprocessing : path or mapping, optional
@@ -407,6 +267,12 @@ def fuse_folders(
         alone. Without it, other settings or unrecorded files are an error (never a silent mix).
     progress : bool
         Show a progress bar (needs tqdm, extra ``progress``).
+    space : {"probability", "log"}, default "probability"
+        ``"mean"`` only: average the probabilities, or ``log(max(p, eps))`` (the weighted geometric mean,
+        whose argmax for softmax members is that of the averaged logits; see
+        :func:`medfuse.fuse_probabilities`). Saved probabilities are then the normalised geometric mean.
+    eps : float, default 1e-6
+        Log space only: probabilities are clamped to ``eps`` before their log.
 
     Returns
     -------
@@ -425,14 +291,21 @@ def fuse_folders(
     paths = _as_member_paths(members)
     out = Path(output)
     _check_output(out, paths)
-    if method not in ("mean", "vote"):
-        raise ValidationError(f"`method` must be 'mean' or 'vote'; got {method!r}.")
+    if method not in ("mean", "vote", "staple"):
+        raise ValidationError(f"`method` must be 'mean', 'vote' or 'staple'; got {method!r}.")
+    if method == "staple" and weights is not None:
+        raise ValidationError("`weights` are not defined for method='staple': STAPLE estimates each member's "
+                              "reliability itself. Leave `weights` out, or use method='vote' or 'mean'.")
     w = _as_fusion_weights(weights, len(paths))
     if w is not None and w.ndim == 2 and method == "vote":
         raise ValidationError("`weights` per member and class need method='mean'; give one weight per member "
                               "for 'vote'.")
     if save_probabilities and method != "mean":
-        raise ValidationError("`save_probabilities` needs method='mean' (a vote has no probabilities).")
+        raise ValidationError(f"`save_probabilities` needs method='mean' ({method!r} gives no probabilities).")
+    log, eps32 = check_space(space, eps)
+    if log and method != "mean":
+        raise ValidationError(f"`space` 'log' needs method='mean' (it fuses probabilities); got method={method!r}. "
+                              "Drop space='log', or use method='mean'.")
     pp_dict: dict[str, Any] | None = None
     if postprocessing is not None:
         from ..postprocess import Postprocessing
@@ -442,11 +315,13 @@ def fuse_folders(
     folders = [io.open_folder(p) for p in paths]
     all_cases = _common_cases(folders, cases)
     settings = _fusion_settings(paths, folders, method, w, pp_dict, save_probabilities)
+    if log:  # only then: the fingerprint of a probability-space run is what it was
+        settings.update(space="log", eps=float(eps32))
     seconds: dict[str, float] = {}
     with journaled_run(out, settings, all_cases, overwrite=overwrite, command=_command("fuse_folders"),
                        extra_files=(FUSION_JSON,)) as (journal, plan):
         jobs = [_CaseJob(c, tuple(f.subset([c]) for f in folders), method, w, str(out), pp_dict,
-                         save_probabilities) for c in plan.todo]
+                         save_probabilities, "log" if log else "probability", float(eps32)) for c in plan.todo]
         try:
             journal.begin(plan.todo)
             for case, sec, files in progress_bar(run_jobs(_fuse_and_digest, jobs, executor), enabled=progress,
@@ -460,5 +335,5 @@ def fuse_folders(
         output=out, members=tuple(str(p) for p in paths), layouts=tuple(f.layout for f in folders),
         method=method, weights=None if w is None else w.tolist(), cases=tuple(all_cases),
         written=tuple(c for c in plan.todo if c in seconds), skipped=plan.done, seconds=seconds,
-        postprocessing=pp_dict, fingerprint=journal.fingerprint,
+        postprocessing=pp_dict, fingerprint=journal.fingerprint, space="log" if log else "probability",
     )

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._core.oserrors import output_error
+from .._core.progress import progress_bar
 from ..errors import CaseMismatchError, FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry
 
@@ -250,7 +251,7 @@ def _open_zip(path: Path, where: str) -> zipfile.ZipFile:
 
 def _validate(path: Path, *, where: str, images: str | os.PathLike[str] | None, cases: Sequence[str] | None,
               num_classes: int | None, max_members: int, max_member_bytes: int,
-              max_total_bytes: int) -> SubmissionReport:
+              max_total_bytes: int, progress: bool = False) -> SubmissionReport:
     zf = _open_zip(path, where)
     with zf, tempfile.TemporaryDirectory(prefix="medfuse-submission-") as tmp:
         infos = zf.infolist()
@@ -272,7 +273,8 @@ def _validate(path: Path, *, where: str, images: str | os.PathLike[str] | None, 
                     f"({len(missing)}), unexpected cases {extra[:20]} ({len(extra)})."
                 )
         labels: dict[str, tuple[int, ...]] = {}
-        for info, case in zip(infos, found, strict=True):
+        entries = progress_bar(zip(infos, found, strict=True), enabled=progress, total=len(infos), desc="verify")
+        for info, case in entries:
             array, geometry = _read_entry(zf, info, Path(tmp), cap=max_member_bytes, where=where)
             if array.ndim != 3:
                 raise FormatError(f"{where}: case {case!r} is {array.ndim}-D; a 3-D label map is expected.")
@@ -288,7 +290,7 @@ def _validate(path: Path, *, where: str, images: str | os.PathLike[str] | None, 
 
 def make_submission(
     folder: str | os.PathLike[str], zip_path: str | os.PathLike[str], *,
-    images: str | os.PathLike[str] | None = None, num_classes: int | None = None,
+    images: str | os.PathLike[str] | None = None, num_classes: int | None = None, progress: bool = False,
 ) -> SubmissionReport:
     """Zip a folder of ``<case>.nii.gz`` label maps into a validated, flat submission.
 
@@ -305,6 +307,8 @@ def make_submission(
         and only those cases are zipped.
     num_classes : int, optional
         Labels must lie in ``0 .. num_classes - 1``.
+    progress : bool, default False
+        Progress bars (needs the ``progress`` extra) while zipping and while reading the zip back.
 
     Returns
     -------
@@ -343,12 +347,13 @@ def make_submission(
     def read_back(written: Path) -> None:  # the zip as written on disk, every entry decoded and checked
         reports.append(_validate(written, where=f"submission {str(out)!r}", images=images, cases=list(files),
                                  num_classes=num_classes, max_members=MAX_MEMBERS,
-                                 max_member_bytes=MAX_MEMBER_BYTES, max_total_bytes=MAX_TOTAL_BYTES))
+                                 max_member_bytes=MAX_MEMBER_BYTES, max_total_bytes=MAX_TOTAL_BYTES,
+                                 progress=progress))
 
     with atomic_write(out, verify=read_back) as tmp_zip, \
             zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_DEFLATED) as zf, \
             tempfile.TemporaryDirectory(prefix="medfuse-submit-") as tmp:
-        for case, path in files.items():
+        for case, path in progress_bar(files.items(), enabled=progress, total=len(files), desc="zip"):
             array, geometry = read_nifti(path)
             if array.ndim != 3:
                 raise FormatError(f"prediction {str(path)!r} is {array.ndim}-D; a 3-D label map is expected.")

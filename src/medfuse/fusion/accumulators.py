@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._core.labels import MAX_LABEL_CLASSES, label_dtype
-from .._core.validation import as_int, as_label_map, describe, native_byteorder
+from .._core.labels import label_dtype
+from .._core.validation import as_int, describe, native_byteorder
 from ..errors import ValidationError
 from ..geometry import Box, outside_box, validate_box
+from .boxes import _ROW_TARGET, _as_num_classes, _as_shape, _box_rows, _labels_checked
 from .checks import ChannelChecks
 from .inputs import (
     SUM_TOLERANCE,
@@ -26,73 +27,22 @@ from .inputs import (
     raise_for_unnormalised,
     range_limit_bits,
 )
-from .run import TieRule, _run_fusion, _tie_code, _undecided_label
+from .run import (
+    DEFAULT_EPS,
+    Space,
+    TieRule,
+    _run_fusion,
+    _tie_code,
+    _undecided_label,
+    check_space,
+    log_table,
+    softmax_in_place,
+)
 
 __all__ = ["ProbabilityAccumulator", "VoteAccumulator"]
 
-#: longest run of voxels handed to the kernel as one row (rows are split among threads)
-_ROW_TARGET = 65536
 #: class sums are checked on every _CHECK_EVERY-th row of a member added with :meth:`ProbabilityAccumulator.add`
 _CHECK_EVERY = 16
-
-
-def _as_shape(shape: object) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    if not isinstance(shape, (Sequence, np.ndarray)) or isinstance(shape, (str, bytes)) or len(shape) == 0:
-        raise ValidationError(f"`shape` must be a non-empty sequence of sizes, e.g. (Z, Y, X); got {describe(shape)}.")
-    return tuple(as_int(s, name="shape", minimum=0) for s in shape)
-
-
-def _as_num_classes(num_classes: object) -> int:
-    n = as_int(num_classes, name="num_classes", minimum=1)
-    if n > MAX_LABEL_CLASSES:
-        raise ValidationError(f"`num_classes` must be at most {MAX_LABEL_CLASSES}; got {n}.")
-    return n
-
-
-def _box_rows(shape: tuple[int, ...], box: Box) -> tuple[NDArray[np.int64], int]:
-    """Flat offsets of the runs of a box in a C-ordered volume, and the run length.
-
-    A run spans axes ``j..`` of the box, where every axis after ``j`` is fully covered; ``j`` is the
-    smallest such axis whose run is at most :data:`_ROW_TARGET` voxels (or the last axis).
-    """
-    nd = len(shape)
-    sizes = [hi - lo for lo, hi in box]
-    full_from = nd  # axes >= full_from are fully covered by the box
-    while full_from > 0 and box[full_from - 1] == (0, shape[full_from - 1]):
-        full_from -= 1
-    j = nd - 1
-    while j > 0 and j - 1 >= max(full_from - 1, 0) and int(np.prod(sizes[j - 1:])) <= _ROW_TARGET:
-        j -= 1
-    row_len = int(np.prod(sizes[j:]))
-    lead = [np.arange(lo, hi) for lo, hi in box[:j]]
-    if lead:
-        grids = np.meshgrid(*lead, indexing="ij")
-        index = [g.ravel() for g in grids]
-    else:
-        index = []
-    n_rows = int(np.prod([len(r) for r in lead])) if lead else 1
-    index.append(np.full(n_rows, box[j][0]))
-    index.extend(np.zeros(n_rows, dtype=np.int64) for _ in range(j + 1, nd))
-    offsets = np.ravel_multi_index(tuple(index), shape) if n_rows else np.zeros(0, dtype=np.int64)
-    return np.ascontiguousarray(offsets, dtype=np.int64), row_len
-
-
-def _labels_checked(label_map: ArrayLike, *, n_classes: int, name: str) -> NDArray[Any]:
-    """A label map validated in full (range included) as contiguous uint8/uint16."""
-    a = as_label_map(label_map, name=name)
-    if a.size:
-        lo, hi = int(a.min()), int(a.max())
-        if lo < 0 or hi >= n_classes:
-            raise ValidationError(
-                f"`{name}` holds labels in [{lo}, {hi}], but labels must be in [0, {n_classes}) "
-                f"({n_classes} classes). Remap the labels, or create the accumulator with more classes."
-            )
-    target = label_dtype(n_classes - 1)
-    if a.dtype != target:
-        a = a.astype(target)
-    return np.ascontiguousarray(a)
 
 
 class _Grid:
@@ -119,6 +69,13 @@ class ProbabilityAccumulator(_Grid):
         Number of classes C.
     shape : tuple of int
         Spatial shape of the volume, e.g. ``(Z, Y, X)``.
+    space : {"probability", "log"}, default "probability"
+        Accumulate the probabilities, or ``log(max(p, eps))`` (as :func:`~medfuse.fusion.fuse_probabilities`
+        does in log space; a hard member and the background outside a box count as one-hot
+        probabilities). In log space :meth:`probabilities` is the normalised weighted geometric mean
+        (softmax over classes of the weighted mean of the logs) and :meth:`labels` its argmax.
+    eps : float, default 1e-6
+        Log space only: probabilities are clamped to ``eps`` before their log.
 
     Notes
     -----
@@ -142,9 +99,14 @@ class ProbabilityAccumulator(_Grid):
     >>> labels = acc.labels()                                    # doctest: +SKIP
     """
 
-    def __init__(self, num_classes: int, shape: Sequence[int]) -> None:
+    def __init__(self, num_classes: int, shape: Sequence[int], *, space: Space = "probability",
+                 eps: float = DEFAULT_EPS) -> None:
         self._n_classes = _as_num_classes(num_classes)
         self._shape = _as_shape(shape)
+        self._log, self._eps = check_space(space, eps)
+        self._space: Space = "log" if self._log else "probability"
+        #: in log space, what a one-hot probability of 0 adds (times the weight): log(eps)
+        self._cold = float(np.log(self._eps)) if self._log else 0.0
         self._sums = np.zeros((self._n_classes, *self._shape), dtype=np.float32)
         self._totals = np.zeros(self._n_classes, dtype=np.float64)
         self._n_added = 0
@@ -153,6 +115,11 @@ class ProbabilityAccumulator(_Grid):
         self._broken: str | None = None
 
     # ---------------------------------------------------------------- properties
+    @property
+    def space(self) -> Space:
+        """``"probability"`` or ``"log"``."""
+        return self._space
+
     @property
     def weight_totals(self) -> NDArray[np.float64]:
         """Total weight added per class, shape (C,)."""
@@ -191,6 +158,14 @@ class ProbabilityAccumulator(_Grid):
                 )
             lab = _labels_checked(a, n_classes=self._n_classes, name="member")
             kind, src, cstride = (2 if lab.dtype == np.uint8 else 3), lab, 0
+            if self._log:  # every class gets w * log(eps) over the box, the label's class w * (0 - log(eps))
+                self._add_outside_value(b, w, inside=True)
+                w_hard = w * -self._cold
+                self._add(src, kind, cstride, w_hard, b, plane=0, check_sums=True, name="member")
+                self._add_outside_value(b, w, inside=False)
+                self._totals += w
+                self._n_added += 1
+                return
         elif a.dtype.kind == "f":
             if a.shape != (self._n_classes, *sizes):
                 raise ValidationError(
@@ -203,8 +178,7 @@ class ProbabilityAccumulator(_Grid):
                 f"`member` must be float16/float32 probabilities or an integer label map; got {describe(a)}."
             )
         self._add(src, kind, cstride, w, b, plane=0, check_sums=True, name="member")
-        for region in outside_box(self._shape, b):
-            self._sums[0][region] += np.float32(w[0])
+        self._add_outside_value(b, w, inside=False)
         self._totals += w
         self._n_added += 1
 
@@ -253,18 +227,33 @@ class ProbabilityAccumulator(_Grid):
             raise
         if checks.done:
             del self._channel_checks[k]
-        if cls == 0:
-            for region in outside_box(self._shape, b):
+        for region in outside_box(self._shape, b):  # background: probability 1 for class 0, 0 for the others
+            if cls == 0 and not self._log:
                 self._sums[0][region] += np.float32(w[0])
+            elif cls > 0 and self._log:
+                self._sums[cls][region] += np.float32(w[0] * self._cold)
         self._totals[cls] += w[0]
         self._channel_adds[cls] += 1
 
+    def _add_outside_value(self, box: Box, w: NDArray[np.float64], *, inside: bool) -> None:
+        """Add what probability 1 for class 0 and 0 for the others is worth, outside ``box`` (or inside it,
+        ``inside=True``, for every class: log space's ``w * log(eps)`` under a hard member)."""
+        regions = [tuple(slice(lo, hi) for lo, hi in box)] if inside else list(outside_box(self._shape, box))
+        for region in regions:
+            for c in range(self._n_classes):
+                if inside or (self._log and c > 0):
+                    self._sums[c][region] += np.float32(w[c] * self._cold)
+                elif not self._log and c == 0:
+                    self._sums[0][region] += np.float32(w[0])
+
     # ---------------------------------------------------------------- results
     def probabilities(self) -> NDArray[np.float32]:
-        """The weighted mean, float32 of shape (C, *shape)."""
+        """The weighted mean, float32 of shape (C, *shape) (log space: the normalised geometric mean)."""
         _, mean = self._finish(labels=False, mean=True)
         if mean is None:  # pragma: no cover
             raise RuntimeError("no mean computed")
+        if self._log:
+            softmax_in_place(mean)
         return mean
 
     def labels(self) -> NDArray[Any]:
@@ -315,7 +304,7 @@ class ProbabilityAccumulator(_Grid):
              check_sums: bool, name: str) -> int:
         """Add ``src`` with the kernel; returns the largest bit pattern read. With ``check_sums`` (whole
         members) the values and sampled sums are checked here; else the caller checks the values."""
-        from .._kernels.accumulate import _add_rows
+        from .._kernels.accumulate import _add_rows, _add_rows_log
         from .._kernels.threads import n_threads, run_ranges, split
 
         if src.size == 0:
@@ -331,10 +320,13 @@ class ProbabilityAccumulator(_Grid):
         sum_checked = np.zeros(len(ranges), dtype=np.int64)
         n_voxels = int(np.prod(self._shape))
         check = _CHECK_EVERY if (check_sums and kind in (0, 1)) else 0
+        log = self._log and kind in (0, 1)
+        tab = log_table(float(self._eps)) if log else np.zeros(1, np.float32)
         run_ranges(
-            _add_rows, ranges, threads,
+            _add_rows_log if log else _add_rows, ranges, threads,
             rows_per_chunk, self._sums[plane].ctypes.data, n_voxels, offsets, row_len, src.ctypes.data, kind,
-            cstride, w.astype(np.float32), check, np.float32(SUM_TOLERANCE), maxbits, sum_bad, sum_checked,
+            cstride, w.astype(np.float32), check, np.float32(SUM_TOLERANCE), maxbits, sum_bad, sum_checked, tab,
+            self._eps,
         )
         if kind in (0, 1) and check_sums:
             try:

@@ -30,6 +30,18 @@ What is checked (and what it costs)
     and infinity; unnormalised or sigmoid outputs fail the sum check. Pass
     ``check=False`` to skip both. Hard members' labels are checked exhaustively (``0 <= label < C``).
 
+Log space
+    ``space="log"`` fuses ``L[c] = sum_m (w[m, c] / W_c) * log(max(p_m[c], eps))`` instead: the argmax of
+    the weighted geometric mean of the members' probabilities (a class must be likely in *every* member;
+    one confident "no" vetoes it, down to ``eps``). For softmax members ``p_m = softmax(z_m)``,
+    ``log p_m[c] = z_m[c] - logsumexp(z_m)`` and the second term is the same for every class, so (as long
+    as no probability falls below ``eps``) the argmax equals that of ``sum_m w_m z_m``: averaging the
+    members' logits, which is what nnU-Net v2 does across folds. ``log(max(p, eps))`` is numpy's float32
+    log for float16 members (a 65536-entry table, exact) and, for float32 members, the log of the value
+    cut to its top 16 bits (table) plus a cubic ``log1p`` of the rest (~1e-9 from numpy's float64 log;
+    :mod:`medfuse._kernels.spaces`); sums run as in probability space.
+    A hard member adds ``w * log(1) = 0`` for its label and ``w * log(eps)`` for the others.
+
 Input layouts
     Any strides, Fortran order, big-endian and read-only arrays work; see :mod:`medfuse.fusion.inputs`
     for which ones are copied and which are read in place. Every copy is member-sized and all of them are
@@ -52,7 +64,7 @@ from .inputs import (
     prepare_label_maps,
     prepare_members,
 )
-from .run import _TIES, TieRule, _run_fusion, _tie_code, _undecided_label
+from .run import _TIES, DEFAULT_EPS, Space, TieRule, _run_fusion, _tie_code, _undecided_label, softmax_in_place
 
 # the package's other public names live in their own modules (medfuse.fusion exports them all)
 __all__ = ["average_probabilities", "fuse_probabilities", "majority_vote", "softmax"]
@@ -63,7 +75,7 @@ VOTE_CHUNK = 8192
 
 def fuse_probabilities(
     members: ProbMembers, *, weights: ArrayLike | None = None, num_classes: int | None = None,
-    check: bool = True,
+    check: bool = True, space: Space = "probability", eps: float = DEFAULT_EPS,
 ) -> LabelArray:
     """Label map of the (weighted) mean of the members' class probabilities, in one fused pass.
 
@@ -80,7 +92,12 @@ def fuse_probabilities(
         + 1 is used); must equal the probability members' C when given.
     check : bool, default True
         Check the probabilities (finite, in [0, 1], summing to 1 on a sample of voxels; see the module
-        docstring). Hard members' labels are always checked.
+        docstring). Hard members' labels are always checked. The checks are the same in both spaces.
+    space : {"probability", "log"}, default "probability"
+        Fuse the weighted mean of the probabilities, or the weighted mean of ``log(max(p, eps))`` (the
+        weighted geometric mean; see *Log space* in the module docstring).
+    eps : float, default 1e-6
+        Log space only: probabilities are clamped to ``eps`` before their log.
 
     Returns
     -------
@@ -99,7 +116,7 @@ def fuse_probabilities(
     that need a layout or dtype conversion are copied first: see :mod:`medfuse.fusion.inputs`).
     """
     prep = prepare_members(members, num_classes=num_classes)
-    labels, _ = _run_fusion(prep, weights, labels=True, mean=False, check=check)
+    labels, _ = _run_fusion(prep, weights, labels=True, mean=False, check=check, space=space, eps=eps)
     if labels is None:  # pragma: no cover - _run_fusion always returns them when asked
         raise RuntimeError("fusion kernel returned no labels")
     return labels
@@ -107,7 +124,7 @@ def fuse_probabilities(
 
 def average_probabilities(
     members: ProbMembers, *, weights: ArrayLike | None = None, num_classes: int | None = None,
-    check: bool = True,
+    check: bool = True, space: Space = "probability", eps: float = DEFAULT_EPS,
 ) -> NDArray[np.float32]:
     """The (weighted, per-class normalised) mean of the members' class probabilities.
 
@@ -121,20 +138,30 @@ def average_probabilities(
         As for :func:`fuse_probabilities`.
     check : bool, default True
         Check the probabilities (see the module docstring).
+    space : {"probability", "log"}, default "probability"
+        As for :func:`fuse_probabilities`.
+    eps : float, default 1e-6
+        Log space only: probabilities are clamped to ``eps`` before their log.
 
     Returns
     -------
     ndarray of shape (C, Z, Y, X), float32
-        ``sum_m (w[m, c] / sum_k w[k, c]) * p_m[c]``, summed in float32 in member order.
-        ``average_probabilities(m).argmax(0)`` equals ``fuse_probabilities(m)``.
+        Probability space: ``sum_m (w[m, c] / sum_k w[k, c]) * p_m[c]``, summed in float32 in member
+        order. Log space: the *normalised* weighted geometric mean, ``softmax`` over classes of
+        ``L[c] = sum_m (w[m, c] / sum_k w[k, c]) * log(max(p_m[c], eps))`` (a probability map again, each
+        voxel summing to 1). ``average_probabilities(m, space=s).argmax(0)`` equals
+        ``fuse_probabilities(m, space=s)`` (up to float32 rounding of the softmax in log space).
     """
     # the same three steps as fuse_probabilities, asking for the mean instead of the labels (kept apart: the two
     # results have different types)
     prep = prepare_members(members, num_classes=num_classes)
-    _, mean = _run_fusion(prep, weights, labels=False, mean=True, check=check)
+    _, mean = _run_fusion(prep, weights, labels=False, mean=True, check=check, space=space, eps=eps)
     if mean is None:  # pragma: no cover - _run_fusion always returns it when asked
         raise RuntimeError("fusion kernel returned no mean")
+    if space == "log":
+        softmax_in_place(mean)
     return mean
+
 
 
 def majority_vote(
@@ -171,7 +198,7 @@ def majority_vote(
     numpy range pass and a conversion (see :mod:`medfuse.fusion.inputs`).
     """
     from .._kernels.threads import n_threads, run_ranges, split
-    from .._kernels.vote import _vote_chunks
+    from .._kernels.vote import PAIRWISE_FROM, _vote_chunks
 
     tie_code = _tie_code(tie)
     n_cls = None if num_classes is None else as_int(num_classes, name="num_classes", minimum=1)
@@ -180,7 +207,7 @@ def majority_vote(
     undecided = _undecided_label(undecided_label, tie)
     if weights is None:
         w: NDArray[Any] = np.ones(n_members, dtype=np.uint8 if n_members <= 255 else np.int32)
-        params = np.array([n_members // 2, 0], dtype=w.dtype)
+        params = np.array([n_members // 2, 0, PAIRWISE_FROM], dtype=w.dtype)
     else:
         w1 = np.asarray(weights, dtype=object)
         if w1.ndim != 1:
@@ -190,7 +217,7 @@ def majority_vote(
             )
         w = as_member_weights(weights, n_members=n_members, n_classes=1)[:, 0]
         half = float(w.sum()) / 2.0
-        params = np.array([half * (1.0 + 1e-9) + 1e-300, 0.0])  # margin: float sums may round up
+        params = np.array([half * (1.0 + 1e-9) + 1e-300, 0.0, 0.0])  # margin: float sums may round up
     known_top = n_cls - 1 if n_cls is not None else maps.largest
     if undecided is None and tie_code == _TIES["undecided"]:
         if known_top is None:  # uint8 maps, no num_classes: the largest label is needed now

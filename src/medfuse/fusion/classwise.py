@@ -31,6 +31,7 @@ from ..errors import FormatError, ValidationError
 from ..geometry import Box, outside_box
 from .checks import ChannelChecks
 from .inputs import raise_for_zero_weight_classes
+from .run import DEFAULT_EPS, Space, check_space, log_table, softmax_in_place
 
 __all__ = ["ClassMajorMean", "class_major_channels"]
 
@@ -56,10 +57,20 @@ class ClassMajorMean:
     names : mapping of int to str, optional
         How error messages name probability member ``m`` (e.g. ``"case 'abc': member '/x/abc.npz'"``);
         by default ``"probability member m"``.
+    space : {"probability", "log"}, default "probability"
+        Sum the probabilities, or ``log(max(p, eps))`` (as :func:`medfuse.fuse_probabilities`; a hard member
+        and the background outside a box count as one-hot probabilities). In log space the kept
+        probabilities are the normalised weighted geometric mean, held as float32 log means until the
+        end (4 bytes a voxel and class instead of 2).
+    eps : float, default 1e-6
+        Log space only: probabilities are clamped to ``eps`` before their log.
     """
 
     def __init__(self, num_classes: int, shape: tuple[int, ...], *, keep_probabilities: bool = False,
-                 names: Mapping[int, str] | None = None) -> None:
+                 names: Mapping[int, str] | None = None, space: Space = "probability",
+                 eps: float = DEFAULT_EPS) -> None:
+        self._log, self._eps = check_space(space, eps)
+        self._cold = np.float32(np.log(self._eps)) if self._log else np.float32(0.0)
         if len(shape) != 3:
             raise ValidationError(f"`shape` must be 3-D; got {shape}.")
         self.num_classes = int(num_classes)
@@ -67,7 +78,9 @@ class ClassMajorMean:
         self._plane = np.zeros(self.shape, dtype=np.float32)
         self._best = np.empty(self.shape, dtype=np.float32)
         self._labels = np.zeros(self.shape, dtype=np.uint8 if num_classes <= 256 else np.uint16)
-        self._probs = np.empty((num_classes, *self.shape), dtype=np.float16) if keep_probabilities else None
+        kept = np.float32 if self._log else np.float16
+        self._probs: NDArray[Any] | None = (np.empty((num_classes, *self.shape), dtype=kept)
+                                            if keep_probabilities else None)
         self._class = -1
         self._next = 0
         self._names = dict(names or {})
@@ -105,7 +118,7 @@ class ClassMajorMean:
             The channel does not fit ``box``; values that are not probabilities (NaN, infinity, negative,
             above 1: logits); class sums off 1 (after the member's last class).
         """
-        from .._kernels.channelwise import _add_box
+        from .._kernels.channelwise import _add_box, _add_box_log
         from .._kernels.threads import n_threads, run_chunked
 
         b = self._box(box, tuple(channel.shape), "the channel")
@@ -119,8 +132,11 @@ class ClassMajorMean:
             bits = np.ascontiguousarray(channel, dtype=np.float32).view(np.uint32)
         threads = n_threads()
         maxbits = np.zeros(threads, dtype=np.uint64)
-        run_chunked(_add_box, bits.shape[0], threads, self._plane, b[0][0], b[1][0], b[2][0], bits,
-                    np.float32(weight), maxbits)
+        args = (self._plane, b[0][0], b[1][0], b[2][0], bits, np.float32(weight), maxbits)
+        if self._log:
+            run_chunked(_add_box_log, bits.shape[0], threads, *args, log_table(float(self._eps)), self._eps)
+        else:
+            run_chunked(_add_box, bits.shape[0], threads, *args)
         checks = self._checks.get(m)
         if checks is None:
             checks = self._checks[m] = ChannelChecks(self.num_classes, self._names.get(m, f"probability member {m}"))
@@ -128,9 +144,12 @@ class ClassMajorMean:
                     maxbits=int(maxbits.max()))
         if weight == 0.0:
             return
-        if self._class == 0:
+        if self._class == 0 and not self._log:  # outside the box: probability 1 for class 0, 0 for the others
             for region in outside_box(self.shape, b):
                 self._plane[region] += np.float32(weight)
+        elif self._class > 0 and self._log:
+            for region in outside_box(self.shape, b):
+                self._plane[region] += np.float32(weight) * self._cold
 
     def add_labels(self, labels: NDArray[Any], *, weight: float) -> None:
         """Add ``weight`` where a hard member's label map (covering the whole region) is the current class."""
@@ -141,6 +160,9 @@ class ClassMajorMean:
         if weight == 0.0:
             return
         lab = np.ascontiguousarray(labels)
+        if self._log:  # log(1) = 0 where the label is the class, log(eps) elsewhere
+            self._plane += np.where(lab == self._class, np.float32(0.0), np.float32(weight) * self._cold)
+            return
         if lab.dtype not in (np.uint8, np.uint16):
             lab = lab.astype(np.uint16)
         run_chunked(_add_label_box, lab.shape[0], n_threads(), self._plane, 0, 0, 0, lab, self._class,
@@ -175,11 +197,16 @@ class ClassMajorMean:
         return self._labels
 
     def probabilities(self) -> NDArray[np.float16]:
-        """The weighted mean of every class, float16 (only with ``keep_probabilities=True``)."""
+        """The weighted mean of every class, float16 (only with ``keep_probabilities=True``); in log space
+        the normalised weighted geometric mean."""
         self._check_done()
         if self._probs is None:
             raise ValidationError("probabilities were not kept; create with keep_probabilities=True.")
-        return self._probs
+        if self._probs.dtype == np.float32:  # log space: log means, normalised once
+            softmax_in_place(self._probs)
+            self._probs = self._probs.astype(np.float16)
+        out: NDArray[np.float16] = self._probs
+        return out
 
 
 def class_major_channels(

@@ -6,6 +6,7 @@ Kept out of :mod:`.arrays` so that the accumulators (which :mod:`.arrays` re-exp
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +24,13 @@ from .inputs import (
     range_limit_bits,
 )
 
-__all__ = ["CHECK_EVERY", "CHECK_SIZE", "FUSION_CHUNK", "TieRule"]
+__all__ = ["CHECK_EVERY", "CHECK_SIZE", "DEFAULT_EPS", "FUSION_CHUNK", "Space", "TieRule"]
+
+#: How probabilities are fused: their weighted mean ("probability"), or the weighted mean of their logs
+#: ("log": the weighted geometric mean; see :func:`medfuse.fusion.fuse_probabilities`).
+Space = Literal["probability", "log"]
+#: log space clamps every probability to at least eps before its log
+DEFAULT_EPS = 1e-6
 
 #: How :func:`majority_vote` breaks ties between labels with the same (weighted) count.
 TieRule = Literal["lowest", "undecided", "first"]
@@ -36,16 +43,65 @@ CHECK_EVERY = 2
 CHECK_SIZE = 4096
 
 
+def check_space(space: object, eps: object) -> tuple[bool, np.float32]:
+    """Validate ``space=`` and ``eps=``; return (log space?, eps as float32)."""
+    if space not in ("probability", "log"):
+        raise ValidationError(
+            f"`space` must be 'probability' (the weighted mean) or 'log' (the weighted geometric mean); "
+            f"got {space!r}."
+        )
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
+        raise ValidationError(f"`eps` must be a number in (0, 1), e.g. eps=1e-6; got {eps!r}.")
+    value = float(eps)
+    if not (np.finfo(np.float32).tiny <= value < 1.0):
+        raise ValidationError(
+            f"`eps` must be in [{np.finfo(np.float32).tiny:.3g}, 1) (a normal float32: probabilities are "
+            f"clamped to it before their log); got {eps!r}. The default is eps=1e-6."
+        )
+    return space == "log", np.float32(value)
+
+
+@functools.lru_cache(maxsize=4)
+def log_table(eps: float) -> NDArray[np.float32]:
+    """The log-space table (:mod:`medfuse._kernels.spaces`): float32 ``log(max(p, eps))`` of every float16
+    bit pattern ``p``, then ``log(h)`` and ``1 / h`` of every float32 ``h`` with zero low 16 bits (entries
+    of non-finite values or zero: 0, unused: such members fail the range check or are clamped to eps)."""
+    p = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        h = (np.arange(65536, dtype=np.uint32) << np.uint32(16)).view(np.float32).astype(np.float64)
+        parts = [np.log(np.maximum(p, np.float32(eps))), np.log(h).astype(np.float32), (1.0 / h).astype(np.float32)]
+    tab: NDArray[np.float32] = np.concatenate(parts).astype(np.float32)
+    tab[~np.isfinite(tab)] = 0.0
+    tab.setflags(write=False)
+    return tab
+
+
+def softmax_in_place(logs: NDArray[np.float32]) -> None:
+    """``logs[:] = softmax(logs, axis=0)`` (float32), one class plane at a time (no (C, ...) temporaries)."""
+    if logs.size == 0:
+        return
+    top = logs.max(axis=0)
+    total = np.zeros_like(top)
+    for plane in logs:
+        plane -= top
+        np.exp(plane, out=plane)
+        total += plane
+    logs /= total
+
+
 def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean: bool, check: bool,
-                normalise: bool = True) -> tuple[NDArray[Any] | None, NDArray[np.float32] | None]:
+                normalise: bool = True, space: Space = "probability",
+                eps: float = DEFAULT_EPS) -> tuple[NDArray[Any] | None, NDArray[np.float32] | None]:
     """Run the fusion kernel; return (labels, mean) as requested, after the checks.
 
-    ``normalise=False`` uses ``weights`` ((M, C), already valid) as they are, in float32.
+    ``normalise=False`` uses ``weights`` ((M, C), already valid) as they are, in float32. In log space
+    the mean is the weighted mean of ``log(max(p, eps))`` (the caller turns it into probabilities).
     """
-    from .._kernels.fusion import _fuse_chunks
+    from .._kernels.fusion import _fuse_chunks, _fuse_chunks_log
     from .._kernels.threads import n_threads, run_ranges, split
 
     n_members, n_classes = prep.n_members, prep.n_classes
+    log, eps32 = check_space(space, eps)
     if normalise:
         w = as_member_weights(weights, n_members=n_members, n_classes=n_classes)
         w_norm = (w / w.sum(axis=0, keepdims=True)).astype(np.float32)
@@ -63,13 +119,14 @@ def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean:
     maxbits = np.zeros((len(ranges), n_members), dtype=np.uint64)
     sum_bad = np.zeros((len(ranges), n_members), dtype=np.int64)
     sum_checked = np.zeros(len(ranges), dtype=np.int64)
+    tab = log_table(float(eps32)) if log else np.zeros(1, np.float32)
     run_ranges(
-        _fuse_chunks, ranges, threads,
+        _fuse_chunks_log if log else _fuse_chunks, ranges, threads,
         prep.addrs, prep.kinds, prep.cstrides, w_norm, n_voxels, chunk, CHECK_EVERY if check else 0, CHECK_SIZE,
         np.float32(SUM_TOLERANCE),
         0 if out is None else out.ctypes.data, 0 if out is None or out.dtype == np.uint8 else 1,
         0 if avg is None else avg.ctypes.data,
-        maxbits, sum_bad, sum_checked,
+        maxbits, sum_bad, sum_checked, tab, eps32,
     )
     _raise_for_bad_members(prep, maxbits.max(axis=0), sum_bad.sum(axis=0), int(sum_checked.sum()), check=check)
     return out, avg

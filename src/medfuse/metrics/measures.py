@@ -255,11 +255,13 @@ def overlap(
 
 
 @overload
-def dice(reference: NDArray[np.bool_], prediction: NDArray[np.bool_], *, labels: None = None,
-         empty: EmptyRule = "nan") -> float: ...
+def dice(reference: ArrayLike, prediction: ArrayLike, *, labels: int, empty: EmptyRule = "nan") -> float: ...
 @overload
-def dice(reference: ArrayLike, prediction: ArrayLike, *, labels: int | Iterable[int] | None = None,
-         empty: EmptyRule = "nan") -> float | dict[int, float]: ...
+def dice(reference: NDArray[np.bool_], prediction: NDArray[np.bool_], *,
+         labels: None = None, empty: EmptyRule = "nan") -> float: ...
+@overload
+def dice(reference: ArrayLike, prediction: ArrayLike, *, labels: Iterable[int] | None = None,
+         empty: EmptyRule = "nan") -> dict[int, float]: ...
 def dice(reference: ArrayLike, prediction: ArrayLike, *, labels: int | Iterable[int] | None = None,
          empty: EmptyRule = "nan") -> float | dict[int, float]:
     """Dice coefficient ``2|R ∩ P| / (|R| + |P|)``.
@@ -271,7 +273,8 @@ def dice(reference: ArrayLike, prediction: ArrayLike, *, labels: int | Iterable[
     prediction : array_like of the same shape
         Predicted mask or label map.
     labels : int or sequence of int, optional
-        Labels to score (label maps only); by default the foreground labels present in either map.
+        Labels to score (label maps only): one label gives its Dice as a float, a sequence gives a dict; by
+        default the foreground labels present in either map (a dict).
     empty : {"nan", "one", "zero"}
         Dice of a label absent from both maps: NaN (nnU-Net v2, default), 1 or 0. A label absent from
         one map only scores 0.
@@ -279,7 +282,8 @@ def dice(reference: ArrayLike, prediction: ArrayLike, *, labels: int | Iterable[
     Returns
     -------
     float or dict of int to float
-        A float for two bool masks (and no ``labels``); otherwise ``{label: dice}``.
+        A float for two bool masks (and no ``labels``) or for one ``labels`` int; otherwise
+        ``{label: dice}``. Type checkers see which (overloads), so user code needs no casts.
 
     Examples
     --------
@@ -288,12 +292,16 @@ def dice(reference: ArrayLike, prediction: ArrayLike, *, labels: int | Iterable[
     0.6666666666666666
     >>> dice(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]))
     {1: 0.6666666666666666, 2: 0.6666666666666666}
+    >>> dice(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]), labels=2)
+    0.6666666666666666
     """
     rule = _check_empty(empty)
     ref = np.asarray(reference)
     pred = np.asarray(prediction)
     if labels is None and ref.dtype == np.bool_ and pred.dtype == np.bool_:
         return overlap(ref, pred, labels=[1], empty=rule)[1].dice
+    if isinstance(labels, (int, np.integer)) and not isinstance(labels, (bool, np.bool_)):
+        return overlap(ref, pred, labels=[int(labels)], empty=rule)[int(labels)].dice
     result = overlap(ref, pred, labels=labels, empty=rule)
     return {cast(int, k): v.dice for k, v in result.items()}
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._core.display import html_table, short_list
 from .._core.optional import import_optional
 from .._core.typing import EmptyRule
 from ..errors import ValidationError
@@ -52,6 +53,9 @@ NNUNET_METRICS: dict[str, str] = {
 }
 
 _EMPTY_VALUE = {"nan": math.nan, "one": 1.0, "zero": 0.0}
+#: columns of the notebook tables
+_HTML_METRICS: tuple[MetricName, ...] = ("dice", "iou", "precision", "recall")
+_HTML_FIELDS: tuple[str, ...] = (*_HTML_METRICS, "reference_voxels", "prediction_voxels")
 
 
 def key_to_str(key: Key) -> str:
@@ -133,6 +137,14 @@ class LabelOverlap:
         """Every field by name (floats may be NaN)."""
         return {name: getattr(self, name) for name in ALL_FIELDS}
 
+    def __repr__(self) -> str:
+        return (f"LabelOverlap(dice={self.dice:.4f}, iou={self.iou:.4f}, precision={self.precision:.4f}, "
+                f"recall={self.recall:.4f}, reference_voxels={self.reference_voxels}, "
+                f"prediction_voxels={self.prediction_voxels})")
+
+    def _repr_html_(self) -> str:
+        return html_table(_HTML_FIELDS, [[getattr(self, f) for f in _HTML_FIELDS]])
+
 
 @dataclass(frozen=True)
 class OverlapResult(Mapping[Key, LabelOverlap]):
@@ -178,8 +190,18 @@ class OverlapResult(Mapping[Key, LabelOverlap]):
         return len(self.entries)
 
     def __repr__(self) -> str:
-        dice = ", ".join(f"{k!s}: {v.dice:.4f}" for k, v in self.entries.items())
-        return f"OverlapResult(dice={{{dice}}}, empty={self.empty!r})"
+        items = list(self.entries.items())
+        dice = ", ".join(f"{k!s}: {v.dice:.4f}" for k, v in items[:12])
+        more = f", ... ({len(items)} labels)" if len(items) > 12 else ""
+        return f"OverlapResult(dice={{{dice}{more}}}, empty={self.empty!r})"
+
+    def _repr_html_(self) -> str:
+        rows: list[list[object]] = [[key_to_str(k), *[getattr(v, f) for f in _HTML_FIELDS]]
+                                    for k, v in self.entries.items()]
+        rows.append(["foreground mean", *[self.foreground_mean(m) for m in _HTML_METRICS],
+                     *([""] * (len(_HTML_FIELDS) - len(_HTML_METRICS)))])
+        return html_table(["label", *_HTML_FIELDS], rows,
+                          caption=f"Overlap of {len(self.entries)} labels (empty rule {self.empty!r})")
 
     # -- convenience
     @property
@@ -226,8 +248,12 @@ class OverlapResult(Mapping[Key, LabelOverlap]):
         return [{"label": key_to_str(k), **v.to_dict()} for k, v in self.entries.items()]
 
     def to_frame(self) -> Any:
-        """:meth:`to_rows` as a ``pandas.DataFrame`` indexed by label (needs pandas)."""
-        pd = import_optional("pandas", purpose="OverlapResult.to_frame")
+        """:meth:`to_rows` as a ``pandas.DataFrame`` indexed by label.
+
+        Needs pandas (``pip install 'medfuse[frames]'``); without it raises
+        :class:`~medfuse.errors.MissingDependencyError` naming the extra.
+        """
+        pd = import_optional("pandas", purpose="OverlapResult.to_frame (the 'frames' extra)")
         return pd.DataFrame(self.to_rows()).set_index("label")
 
 
@@ -276,6 +302,17 @@ class CaseSummary:
     def labels(self) -> tuple[Key, ...]:
         """The labels and regions summarised (union over cases)."""
         return self.keys
+
+    def __repr__(self) -> str:
+        return (f"CaseSummary({len(self.per_case)} cases, labels {short_list(self.keys)}, "
+                f"foreground mean dice {self.foreground_mean.get('dice', math.nan):.4f})")
+
+    def _repr_html_(self) -> str:
+        rows: list[list[object]] = [[key_to_str(k), *[self.mean[k][m] for m in _HTML_METRICS]]
+                                    for k in self.keys]
+        rows.append(["foreground mean", *[self.foreground_mean[m] for m in _HTML_METRICS]])
+        return html_table(["label", *_HTML_METRICS], rows,
+                          caption=f"Mean over {len(self.per_case)} cases (per label, then the foreground mean)")
 
     @property
     def cases(self) -> tuple[str, ...]:
@@ -355,8 +392,12 @@ class CaseSummary:
         return final
 
     def to_frame(self) -> Any:
-        """:meth:`to_rows` as a ``pandas.DataFrame`` (needs pandas)."""
-        pd = import_optional("pandas", purpose="CaseSummary.to_frame")
+        """:meth:`to_rows` as a ``pandas.DataFrame``: columns ``case``, ``label`` and every metric field.
+
+        Needs pandas (``pip install 'medfuse[frames]'``); without it raises
+        :class:`~medfuse.errors.MissingDependencyError` naming the extra.
+        """
+        pd = import_optional("pandas", purpose="CaseSummary.to_frame (the 'frames' extra)")
         return pd.DataFrame(self.to_rows())
 
 

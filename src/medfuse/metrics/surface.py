@@ -12,7 +12,6 @@ Empty rules (DeepMind differs, see :func:`surface_metrics`): a label absent from
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -29,7 +28,8 @@ __all__ = ["LabelSurface", "SurfaceResult", "surface_metrics"]
 #: Widest label-value range served by a lookup table; wider ranges are remapped first.
 _LUT_MAX = 1 << 16
 
-Surfels = tuple[NDArray[Any], ...]  # z, y, x, code of one label, raster order
+#: Fewest queries in one task of the distance kernel (smaller chunks cost more in hand-outs than they balance).
+_MIN_CHUNK = 2048
 
 
 def surface_metrics(
@@ -180,9 +180,8 @@ def _remapped(ref: NDArray[Any], pred: NDArray[Any], values: NDArray[np.int64], 
     return remap(ref), remap(pred), lut, 0, np.asarray(order, np.int64)
 
 
-def _extract(labels: NDArray[Any], lut: NDArray[np.int32], lut_lo: int, n_slots: int
-             ) -> tuple[list[Surfels], NDArray[np.int64]]:
-    """Surfels of every slot (raster order) and each slot's count."""
+def _extract(labels: NDArray[Any], lut: NDArray[np.int32], lut_lo: int, n_slots: int) -> _Surfels:
+    """Surfels of every slot, grouped by slot (raster order within one)."""
     from .._kernels import surface as k, threads
 
     two_d = labels.ndim == 2
@@ -206,9 +205,18 @@ def _extract(labels: NDArray[Any], lut: NDArray[np.int32], lut_lo: int, n_slots:
     threads.run_ranges(k.scan_surfels, ranges, n_threads, vol, two_d, lo, hi, lut, lut_lo, True, starts, counts,
                        slot, z, y, x, code)
     order, bounds = k.group_by_slot(slot, n_slots)
-    z, y, x, code = z[order], y[order], x[order], code[order]
-    per_slot: list[Surfels] = [(z[b0:b1], y[b0:b1], x[b0:b1], code[b0:b1]) for b0, b1 in itertools.pairwise(bounds)]
-    return per_slot, np.asarray(np.diff(bounds), np.int64)
+    return _Surfels(z[order], y[order], x[order], code[order], bounds)
+
+
+class _Surfels:
+    """Surfels of one map grouped by slot: slot ``s`` is ``bounds[s] .. bounds[s + 1]`` of ``z, y, x, code``."""
+
+    def __init__(self, z: NDArray[np.int32], y: NDArray[np.int32], x: NDArray[np.int32], code: NDArray[np.uint8],
+                 bounds: NDArray[np.int64]) -> None:
+        self.z, self.y, self.x, self.code, self.bounds = z, y, x, code, bounds
+
+    def count(self, s: int) -> int:
+        return int(self.bounds[s + 1] - self.bounds[s])
 
 
 def _nonempty_rows(vol: NDArray[Any]) -> NDArray[np.bool_]:
@@ -219,56 +227,62 @@ def _nonempty_rows(vol: NDArray[Any]) -> NDArray[np.bool_]:
     return np.asarray(rows.any(axis=1), np.bool_).reshape(vol.shape[:2])
 
 
-def _distances(query: Surfels, target: Surfels, box: tuple[int, int, int, int],
-               spacing: tuple[float, float, float], n_threads: int) -> NDArray[np.float64]:
-    """Distance in mm from every query surfel to the nearest target surfel."""
+def _distances(a: _Surfels, b: _Surfels, slots: Sequence[int], spacing: tuple[float, float, float]
+               ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Distance in mm from every surfel of ``a`` to the nearest one of ``b`` of its slot, and back, for the
+    ``slots`` both maps hold (other entries undefined): every label, both directions and chunks of queries
+    on all threads at once."""
     from .._kernels import surface as k, threads
 
-    bz0, by0, nz, ny = box
-    starts = k.row_index(target[0], target[1], bz0, by0, ny, nz * ny)
-    out = np.empty(query[0].size, np.float64)
-    ranges = threads.split(query[0].size, n_threads)
-    threads.run_ranges(k.nearest_distances, ranges, n_threads, query[0], query[1], query[2], starts, target[2],
-                       bz0, by0, nz, ny, *spacing, out)
-    return out
+    boxes, n_index = k.boxes_of(a.z, a.y, a.bounds, b.z, b.y, b.bounds)
+    a_rows = k.row_index(a.z, a.y, a.bounds, boxes, n_index)
+    b_rows = k.row_index(b.z, b.y, b.bounds, boxes, n_index)
+    n_threads = threads.n_threads()
+    work = sum(a.count(s) + b.count(s) for s in slots)
+    chunk = max(_MIN_CHUNK, -(-work // (n_threads * threads.RANGES_PER_THREAD))) if n_threads > 1 else work + 1
+    tasks = [(q, min(q + chunk, int(m.bounds[s + 1])), s, d)
+             for s in slots for d, m in enumerate((a, b)) for q in range(int(m.bounds[s]), int(m.bounds[s + 1]), chunk)]
+    table = np.asarray(tasks, np.int64).reshape(-1, 4)
+    out_a, out_b = np.empty(a.z.size), np.empty(b.z.size)
+    threads.run_ranges(k.nearest_distances, [(i, i + 1) for i in range(len(tasks))], n_threads, table,
+                       (a.z, a.y, a.x, a_rows), (b.z, b.y, b.x, b_rows), boxes, spacing, out_a, out_b)
+    return out_a, out_b
 
 
 # ---------------------------------------------------------------------------------------- reductions
 def _compute(ref: NDArray[Any], pred: NDArray[Any], spacing: tuple[float, ...], wanted: tuple[int, ...] | None,
              tolerances: tuple[float, ...], pct: float) -> dict[int, LabelSurface]:
-    from .._kernels import threads
     from .._kernels.surface import area_table
 
     ref_m, pred_m, lut, lut_lo, slot_labels = _slot_space(ref, pred, wanted)
     n_slots = slot_labels.size
-    ref_s, ref_n = _extract(ref_m, lut, lut_lo, n_slots)
-    pred_s, pred_n = _extract(pred_m, lut, lut_lo, n_slots)
+    rs = _extract(ref_m, lut, lut_lo, n_slots)
+    ps = _extract(pred_m, lut, lut_lo, n_slots)
     table = area_table(spacing)
-    sp3 = (1.0, *spacing) if len(spacing) == 2 else spacing
-    slots = range(n_slots) if wanted is not None else np.flatnonzero((ref_n > 0) | (pred_n > 0))
+    sp3 = (1.0, spacing[0], spacing[1]) if len(spacing) == 2 else (spacing[0], spacing[1], spacing[2])
+    r_n, p_n = np.diff(rs.bounds), np.diff(ps.bounds)
+    slots = range(n_slots) if wanted is not None else np.flatnonzero((r_n > 0) | (p_n > 0)).tolist()
+    d_ref, d_pred = _distances(rs, ps, np.flatnonzero((r_n > 0) & (p_n > 0)).tolist(), sp3)
     out: dict[int, LabelSurface] = {}
-    n_threads = threads.n_threads()
     for s in slots:
-        out[int(slot_labels[s])] = _label(ref_s[s], pred_s[s], table, sp3, tolerances, pct,  # type: ignore[arg-type]
-                                          n_threads)
+        r_span = slice(int(rs.bounds[s]), int(rs.bounds[s + 1]))
+        p_span = slice(int(ps.bounds[s]), int(ps.bounds[s + 1]))
+        out[int(slot_labels[s])] = _label(d_ref[r_span], rs.code[r_span], d_pred[p_span], ps.code[p_span], table,
+                                          tolerances, pct)
     return out
 
 
-def _label(rs: Surfels, ps: Surfels, table: NDArray[np.float64], spacing: tuple[float, float, float],
-           tolerances: tuple[float, ...], pct: float, n_threads: int) -> LabelSurface:
+def _label(d_ref: NDArray[np.float64], c_ref: NDArray[np.uint8], d_pred: NDArray[np.float64],
+           c_pred: NDArray[np.uint8], table: NDArray[np.float64], tolerances: tuple[float, ...], pct: float
+           ) -> LabelSurface:
     nan, inf = math.nan, math.inf
-    if rs[0].size == 0 or ps[0].size == 0:
-        both = rs[0].size == ps[0].size == 0
+    if c_ref.size == 0 or c_pred.size == 0:
+        both = c_ref.size == c_pred.size == 0
         d = nan if both else inf
-        r_area, p_area = float(table[rs[3]].sum()), float(table[ps[3]].sum())
+        r_area, p_area = float(table[c_ref].sum()), float(table[c_pred].sum())
         return LabelSurface(d, d, d, d, d, d, tuple(nan if both else 0.0 for _ in tolerances), r_area, p_area)
-    bz0 = int(min(rs[0][0], ps[0][0]))
-    bz1 = int(max(rs[0][-1], ps[0][-1]))
-    by0 = int(min(rs[1].min(), ps[1].min()))
-    by1 = int(max(rs[1].max(), ps[1].max()))
-    box = (bz0, by0, bz1 - bz0 + 1, by1 - by0 + 1)
-    r = _Directed(_distances(rs, ps, box, spacing, n_threads), rs[3], table, pct)
-    p = _Directed(_distances(ps, rs, box, spacing, n_threads), ps[3], table, pct)
+    r = _Directed(d_ref, c_ref, table, pct)
+    p = _Directed(d_pred, c_pred, table, pct)
     total = r.total + p.total
     nsd = tuple(float((r.within(t) + p.within(t)) / total) for t in tolerances)
     return LabelSurface(
@@ -283,13 +297,16 @@ class _Directed:
 
     def __init__(self, d: NDArray[np.float64], codes: NDArray[np.uint8], table: NDArray[np.float64],
                  pct: float) -> None:
-        a = table[codes]
-        # by distance, then area: the order DeepMind's percentile walks. Surfels put in area order first
-        # (an integer sort of each code's area rank), then a stable sort by distance.
-        area_rank = np.searchsorted(np.unique(table), table).astype(np.uint16)
-        by_area = np.argsort(area_rank[codes], kind="stable")
-        order = by_area[np.argsort(d[by_area], kind="stable")]
-        self.d, self.a = d[order], a[order]
+        from .._kernels.surface import group_distances
+
+        # sorted by distance, then area: the order DeepMind's percentile walks. Distances take few distinct
+        # values, so the kernel counts the (distance, area rank) pairs and the sorted arrays are spelled out.
+        areas, area_rank = np.unique(table, return_inverse=True)
+        values, counts = group_distances(d, area_rank.astype(np.int64)[codes], areas.size)
+        order = np.argsort(values)
+        values, counts = values[order], counts[order]
+        self.d = np.repeat(values, counts.sum(axis=1))
+        self.a = np.repeat(np.tile(areas, values.size), counts.ravel())
         self.total = float(np.sum(self.a))
         cum = np.cumsum(self.a) / self.total
         idx = int(np.searchsorted(cum, pct / 100.0))

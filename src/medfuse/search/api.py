@@ -17,6 +17,8 @@ Candidates are ranked by their honest score: the score itself for subsets (nothi
 fitted candidates the score of weights fitted on the other folds, on each held-out fold in turn. A
 candidate within ``tie_tolerance`` of the top is a tie; ties go to the simpler candidate: fewer members,
 then equal weights before member weights before per-class selection before per-class weights.
+With ``criterion="nsd"`` or ``"dice+nsd"`` the ranking score is the surface Dice or the mean of the
+honest Dice and the surface Dice instead (see :mod:`medfuse.search.criterion`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._core.typing import Connectivity
 from .._core.validation import as_int, as_threads
 from ..errors import ValidationError
+from .criterion import Criterion, check_criterion, postprocess_by_criterion, with_nsd
 from .oof import OutOfFold, assemble_oof
 from .results import Candidate, CandidateKind, SearchResult
 from .scoring import subset_masks
@@ -37,8 +40,10 @@ from .stages import (
     Collected,
     _finite,
     _honest_folds,
+    _iter_loaded,
     _labels,
     _num_classes,
+    _winner_maps,
     collect,
     fitted_candidates,
     postprocess_winner,
@@ -47,6 +52,7 @@ from .stages import (
 from .stats import (
     bootstrap_resamples,
 )
+from .strategies import Strategy, check_strategies, compare_strategies
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Postprocessing
@@ -100,6 +106,9 @@ def search_ensembles(
     seed: int = 0,
     threads: int | None = None,
     progress: bool = False,
+    criterion: Criterion = "dice",
+    tolerance_mm: float = 1.0,
+    strategies: Sequence[Strategy] = ("mean",),
 ) -> SearchResult:
     """Find the ensemble of models, weights and postprocessing with the best out-of-fold Dice.
 
@@ -148,6 +157,17 @@ def search_ensembles(
         Threads of the numba kernels (default numba's).
     progress : bool
         Show progress bars (tqdm, when installed).
+    criterion : {"dice", "nsd", "dice+nsd"}, default "dice"
+        What ranks the candidates and decides the postprocessing: the honest mean foreground Dice, the
+        mean foreground surface Dice (NSD at ``tolerance_mm``), or the mean of the two. With "nsd" or
+        "dice+nsd" every candidate is scored both ways (see :mod:`medfuse.search.criterion`; costs one
+        :func:`medfuse.surface_metrics` per candidate and case, and three per case for postprocessing).
+    tolerance_mm : float, default 1.0
+        NSD tolerance in mm.
+    strategies : sequence of {"mean", "log", "vote", "staple"}, default ("mean",)
+        Also score every equal-weight subset under these fusion strategies (one more pass over the
+        cases; see :mod:`medfuse.search.strategies`): ``result.strategies`` says which strategy wins and
+        by how much, and the report shows the comparison. Only ``"mean"`` (the default): no extra pass.
 
     Returns
     -------
@@ -159,11 +179,13 @@ def search_ensembles(
         Bad options or inputs (see :func:`medfuse.search.oof.assemble_oof`); no label present in any case; every
         candidate scoring 0.
     """
+    chosen = check_strategies(strategies)
     opts = _validate(n_bootstrap=n_bootstrap, confidence=confidence, tie_tolerance=tie_tolerance,
                      learn_weights=learn_weights, class_selection=class_selection, postprocessing=postprocessing,
                      connectivity=connectivity, min_object_size=min_object_size, max_members=max_members,
                      max_fit_voxels=max_fit_voxels, memory_limit_mb=memory_limit_mb, seed=seed, threads=threads,
                      progress=progress)
+    crit, tol = check_criterion(criterion, tolerance_mm, opts.min_object_size)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     oof = models if isinstance(models, OutOfFold) else assemble_oof(models, references=references, names=names)
@@ -192,19 +214,45 @@ def search_ensembles(
                                     threads=opts.threads, progress=opts.progress)
     timings["fit"] = time.perf_counter() - t
 
+    if crit != "dice":
+        t = time.perf_counter()
+        candidates = with_nsd(candidates, lambda c: _winner_maps(oof, collected, c, num_classes=num_classes,
+                                                                 threads=opts.threads, progress=False),
+                              criterion=crit, labels=label_list, num_classes=num_classes, tolerance_mm=tol)
+        notes.append(f"ranked by {crit} (NSD at {tol:g} mm); NSD of fitted candidates uses the weights fitted on "
+                     "all cases (in-sample).")
+        timings["nsd"] = time.perf_counter() - t
     ranked, best = _rank(candidates, oof.models, opts.tie_tolerance)
     t = time.perf_counter()
-    pp, pp_score = postprocess_winner(
-        oof, collected, best, given_pp, determine=opts.postprocessing == "determine", num_classes=num_classes,
-        labels=label_list, connectivity=opts.connectivity, min_object_size=opts.min_object_size,
-        threads=opts.threads, progress=opts.progress)
+    pp: Postprocessing | None
+    pp_score: float | None
+    if crit != "dice" and (given_pp is not None or opts.postprocessing == "determine"):
+        pp, pp_score = postprocess_by_criterion(
+            oof, collected, best, given_pp, criterion=crit, tolerance_mm=tol, num_classes=num_classes,
+            labels=label_list, connectivity=opts.connectivity, threads=opts.threads, progress=opts.progress)
+    else:
+        pp, pp_score = postprocess_winner(
+            oof, collected, best, given_pp, determine=opts.postprocessing == "determine", num_classes=num_classes,
+            labels=label_list, connectivity=opts.connectivity, min_object_size=opts.min_object_size,
+            threads=opts.threads, progress=opts.progress)
     timings["postprocessing"] = time.perf_counter() - t
+    comparison = None
+    if chosen != ("mean",):
+        t = time.perf_counter()
+        comparison = compare_strategies(_iter_loaded(oof, num_classes=num_classes, progress=opts.progress,
+                                                     desc="strategies"),
+                                        chosen, models=oof.models, masks=masks, num_classes=num_classes,
+                                        labels=label_list)
+        notes.append(comparison.summary() + ".")
+        timings["strategies"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return SearchResult(
         best=best, candidates=tuple(ranked), postprocessing=pp, postprocessed_score=pp_score,
         models=oof.models, sources=oof.sources, cases=oof.cases, num_classes=num_classes,
         labels=tuple(label_list), notes=tuple(notes), timings=timings,
-        settings=_settings(opts, given_pp is not None, len(folds)),
+        settings={**_settings(opts, given_pp is not None, len(folds)), "criterion": crit,
+                  **({"tolerance_mm": tol} if crit != "dice" else {}), "strategies": list(chosen)},
+        strategies=comparison,
     )
 
 

@@ -162,8 +162,8 @@ class OutOfFold:
     @classmethod
     def from_arrays(
         cls,
-        predictions: Mapping[str, Mapping[str, NDArray[Any]]],
         references: Mapping[str, NDArray[Any]],
+        predictions: Mapping[str, Mapping[str, NDArray[Any]]],
         *,
         folds: Mapping[str, int] | None = None,
         boxes: Mapping[str, Mapping[str, Sequence[Sequence[int]]]] | None = None,
@@ -173,12 +173,14 @@ class OutOfFold:
     ) -> OutOfFold:
         """Out-of-fold predictions held in memory.
 
+        Reference first, predictions second (as everywhere in medfuse).
+
         Parameters
         ----------
+        references : mapping of case name to ndarray of shape (Z, Y, X)
         predictions : mapping of model name to mapping of case name to ndarray
             Each model's prediction of each case: ``(C, *box sizes)`` float16/float32 probabilities, or a
             ``(*box sizes)`` integer label map (a hard member).
-        references : mapping of case name to ndarray of shape (Z, Y, X)
         folds : mapping of case name to int, optional
             The fold each case was held out in; when omitted the cases are split into ``n_folds`` folds
             at random (``seed``).
@@ -187,6 +189,7 @@ class OutOfFold:
         spacing_mm : float, sequence, or mapping of case name to sequence, optional
             Voxel spacing (1 mm when omitted).
         """
+        _check_order(references, predictions)
         models = list(predictions)
         if not models:
             raise ValidationError("`predictions` must hold at least one model; got none.")
@@ -257,6 +260,18 @@ def _as_folds(folds: Mapping[str, int] | None, cases: Sequence[str], *, n_folds:
     if missing:
         raise CaseMismatchError(f"`folds` has no fold for {len(missing)} cases ({_summary(missing)}).")
     return {c: as_int(folds[c], name=f"folds[{c!r}]", minimum=0) for c in cases}
+
+
+def _check_order(references: Any, predictions: Any) -> None:
+    """Refuse swapped arguments: references map cases to arrays, predictions map models to such mappings."""
+    ref_nested = isinstance(references, Mapping) and any(isinstance(v, Mapping) for v in references.values())
+    pred_flat = isinstance(predictions, Mapping) and any(not isinstance(v, Mapping) for v in predictions.values())
+    if ref_nested or pred_flat:
+        raise ValidationError(
+            "`references` must map case names to reference label maps and `predictions` model names to "
+            "mappings of case names to arrays; got them the other way round? The order is reference first: "
+            "OutOfFold.from_arrays(references, predictions, ...)."
+        )
 
 
 def _check_same_cases(per_model: Mapping[str, Sequence[str]], expected: Sequence[str], *, what: str) -> None:

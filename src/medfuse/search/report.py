@@ -58,8 +58,14 @@ def render_markdown(result: SearchResult, *, label_names: Mapping[int, str] | No
     lines += ["## Winner", ""]
     lines += [f"**{best.name}** — OOF score {_f(best.score)} (CI {_ci(best.ci)}), honest score "
               f"{_f(best.honest_score)} (CI {_ci(best.honest_ci)})."]
+    criterion = result.settings.get("criterion", "dice")
+    if criterion != "dice":
+        lines += [f"Ranked by **{criterion}**: surface Dice (NSD at {result.settings.get('tolerance_mm', 1.0):g} mm) "
+                  f"{_f(best.nsd)}, ranking score {_f(best.ranking_score)}; postprocessing decided on the same "
+                  "criterion."]
     if result.postprocessed_score is not None:
-        lines += [f"After postprocessing: {_f(result.postprocessed_score)}."]
+        what = "Dice" if criterion == "dice" else criterion
+        lines += [f"After postprocessing ({what}): {_f(result.postprocessed_score)}."]
     lines += ["", f"Weights: {_weights_text(best)}.", ""]
     lines += ["Apply it to the test predictions of the same models (replace `TEST/<model>` with their "
               "prediction folders):", "", "```", result.fuse_command(weights_file=weights_file,
@@ -77,9 +83,11 @@ def render_markdown(result: SearchResult, *, label_names: Mapping[int, str] | No
     rows = []
     for i, c in enumerate(result.candidates, start=1):
         honest = "=" if c.kind == "subset" else f"{_f(c.honest_score)} ({_ci(c.honest_ci)})"
+        extra = [] if criterion == "dice" else [_f(c.nsd), _f(c.ranking_score)]
         rows.append([str(i), ("**" + c.name + "**") if c is best else c.name, _f(c.score), _ci(c.ci), honest,
-                     _weights_text(c)])
-    lines += _table(["#", "candidate", "OOF score", "CI", "honest score (CI)", "weights"], rows)
+                     *extra, _weights_text(c)])
+    extra_head = [] if criterion == "dice" else ["NSD", f"ranking ({criterion})"]
+    lines += _table(["#", "candidate", "OOF score", "CI", "honest score (CI)", *extra_head, "weights"], rows)
 
     top = _top(result)
     lines += ["## Per-class Dice (top candidates)", ""]
@@ -124,6 +132,13 @@ def render_markdown(result: SearchResult, *, label_names: Mapping[int, str] | No
             lines += [f"Merged-foreground step {'accepted' if merged else 'rejected'} (accepted only when some "
                       "label improves and none gets worse); then each label alone is accepted when its mean "
                       "Dice improves.", ""]
+    if result.strategies is not None:
+        comp = result.strategies
+        lines += ["## Fusion strategies", "", comp.summary() + ".", ""]
+        rows = [[b.strategy, "+".join(b.members), _f(b.score), _delta(b.score - comp.winner.score)]
+                for b in comp.best]
+        lines += _table(["strategy", "best subset (equal weights)", "OOF score", "Δ to the winner"], rows)
+        lines += [""]
     if plots:
         lines += ["## Plots", "", *(f"![{Path(p).stem}]({Path(p).name})" for p in plots), ""]
     lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Postprocessing
+    from .strategies import StrategyComparison
 
 __all__ = ["Candidate", "CandidateKind", "SearchResult"]
 
@@ -57,6 +58,15 @@ class Candidate:
         Fitted candidates: cross-validated score (weights fitted on the other folds, scored on each held-out
         fold). Subsets: equal to :attr:`score`.
     honest_ci : tuple of float
+    nsd : float
+        OOF mean foreground surface Dice at :attr:`tolerance_mm` (nnU-Net's order of means), with the
+        weights fitted on all cases; NaN unless the search's criterion involves NSD.
+    per_class_nsd : tuple of float
+        Mean NSD over cases of each of :attr:`labels` (empty unless computed).
+    criterion : {"dice", "nsd", "dice+nsd"}
+        What :attr:`ranking_score` measures.
+    tolerance_mm : float or None
+        NSD tolerance (mm) when NSD was computed.
     """
 
     kind: CandidateKind
@@ -71,6 +81,10 @@ class Candidate:
     honest_ci: tuple[float, float]
     case_dice: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)), compare=False, repr=False)
     matrix: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)), compare=False, repr=False)
+    nsd: float = math.nan
+    per_class_nsd: tuple[float, ...] = ()
+    criterion: Literal["dice", "nsd", "dice+nsd"] = "dice"
+    tolerance_mm: float | None = None
 
     @property
     def name(self) -> str:
@@ -89,8 +103,14 @@ class Candidate:
 
     @property
     def ranking_score(self) -> float:
-        """What candidates are ranked by: :attr:`honest_score` when finite, else :attr:`score`."""
-        return self.honest_score if math.isfinite(self.honest_score) else self.score
+        """What candidates are ranked by: the honest Dice (:attr:`honest_score` when finite, else
+        :attr:`score`) for criterion "dice", :attr:`nsd` for "nsd", their mean for "dice+nsd"."""
+        dice = self.honest_score if math.isfinite(self.honest_score) else self.score
+        if self.criterion == "nsd":
+            return self.nsd
+        if self.criterion == "dice+nsd":
+            return (dice + self.nsd) / 2.0
+        return dice
 
     @property
     def complexity(self) -> tuple[int, int]:
@@ -114,6 +134,11 @@ class Candidate:
             "honest_score": _round(self.honest_score),
             "honest_ci": [_round(v) for v in self.honest_ci],
             "per_class_dice": {str(k): _round(v) for k, v in zip(self.labels, self.per_class_dice, strict=True)},
+            **({} if not self.per_class_nsd else {
+                "nsd": _round(self.nsd), "tolerance_mm": self.tolerance_mm, "criterion": self.criterion,
+                "ranking_score": _round(self.ranking_score),
+                "per_class_nsd": {str(k): _round(v) for k, v in zip(self.labels, self.per_class_nsd, strict=True)},
+            }),
         }
 
 
@@ -130,7 +155,8 @@ class SearchResult:
     postprocessing : Postprocessing or None
         Largest-component postprocessing decided on the winner's OOF predictions (None when not asked).
     postprocessed_score : float or None
-        The winner's score after that postprocessing.
+        The winner's score after that postprocessing, measured by the search's criterion (mean foreground
+        Dice by default; NSD, or the mean of Dice and NSD, with ``criterion="nsd"`` / ``"dice+nsd"``).
     models, sources, cases : tuple of str
         Model names, where they were read from, and the OOF case names.
     num_classes : int
@@ -142,6 +168,9 @@ class SearchResult:
         Seconds spent per stage.
     settings : mapping of str to Any
         The options of the run.
+    strategies : StrategyComparison or None
+        With ``strategies=`` beyond ``("mean",)``: every equal-weight subset scored under each strategy,
+        the winning strategy and its margin (:mod:`medfuse.search.strategies`).
     """
 
     best: Candidate
@@ -156,6 +185,22 @@ class SearchResult:
     notes: tuple[str, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    strategies: StrategyComparison | None = None
+
+    def __repr__(self) -> str:
+        return (f"SearchResult(best={self.best.name!r}, score={self.best.score:.4f}, "
+                f"honest_score={self.best.honest_score:.4f}, candidates={len(self.candidates)}, "
+                f"models={list(self.models)}, cases={len(self.cases)})")
+
+    def _repr_html_(self) -> str:
+        from .._core.display import html_table
+
+        rows = [[i, c.name, c.score, c.honest_score, f"{c.ci[0]:.4f} - {c.ci[1]:.4f}"]
+                for i, c in enumerate(self.candidates, start=1)]
+        pp = "" if self.postprocessed_score is None else f"; after postprocessing {self.postprocessed_score:.4f}"
+        return html_table(["rank", "candidate", "OOF Dice", "honest Dice", "CI"], rows, max_rows=10,
+                          caption=f"Ensemble search over {len(self.cases)} out-of-fold cases: best "
+                          f"{self.best.name}{pp}")
 
     def weights_file(self, candidate: Candidate | None = None) -> dict[str, Any]:
         """The ``--weights-file`` JSON object of a candidate (default the winner) for ``medfuse fuse``.
@@ -215,6 +260,7 @@ class SearchResult:
             "notes": list(self.notes),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "settings": dict(self.settings),
+            **({"strategies": self.strategies.to_dict()} if self.strategies is not None else {}),
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int = 2) -> str:

@@ -52,6 +52,12 @@ class DemoResult:
         Mean foreground Dice of each member and fusion.
     submission : Path
         The validated submission zip (of the weighted mean).
+    labels : tuple of int
+        The foreground labels scored.
+    search_report : Path or None
+        ``report.md`` of the ensemble search on the synthetic fold tree (None when ``search=False``).
+    search_best : str
+        Name of the ensemble the search chose ("" when it did not run).
     """
 
     root: Path
@@ -61,6 +67,8 @@ class DemoResult:
     foreground_mean: dict[str, float]
     submission: Path
     labels: tuple[int, ...] = field(default=())
+    search_report: Path | None = None
+    search_best: str = ""
 
     def table(self) -> str:
         """The Dice table: one row per member and fusion, one column per label, then the foreground mean."""
@@ -96,8 +104,9 @@ def _write_inputs(root: Path, *, cases: int, shape: Sequence[int], seed: int, nu
 def run_demo(
     out: str | os.PathLike[str] | None = None, *, cases: int = 3, shape: Sequence[int] = (40, 112, 112),
     num_labels: int = 11, seed: int = 0, progress: bool = False, log: Callable[[str], None] | None = None,
+    search: bool = True,
 ) -> DemoResult:
-    """Run medfuse's main job on synthetic data: write model folders, fuse, evaluate, submit.
+    """Run medfuse's main job on synthetic data: write model folders, fuse, evaluate, submit, search.
 
     Parameters
     ----------
@@ -115,6 +124,9 @@ def run_demo(
         Show progress bars.
     log : callable, optional
         Receives one line per step (``print`` for the command line); silent when omitted.
+    search : bool
+        Also write a small cross-validation tree (``cv/``, :func:`medfuse.synthetic.make_fold_tree`), search
+        the best ensemble on it and write ``search/report.md`` (with its plots when matplotlib is installed).
 
     Returns
     -------
@@ -143,12 +155,31 @@ def run_demo(
     fg: dict[str, float] = {}
     labels: tuple[int, ...] = tuple(range(1, num_classes))
     for name, folder in {**members, **fusions}.items():
-        ev = evaluate_folder(folder, root / "references", labels=labels, progress=progress,
+        ev = evaluate_folder(root / "references", folder, labels=labels, progress=progress,
                              json_path=root / "summaries" / f"{name}.json")
         dice[name] = {k: float(ev.summary.mean[k]["dice"]) for k in labels}
         fg[name] = float(ev.summary.foreground_mean["dice"])
     submission = make_submission(fusions["weighted_mean"], root / "submission.zip", images=root / "imagesTs",
                                  num_classes=num_classes)
     say(f"submission: {submission.path} ({len(submission.cases)} cases, validated against the test images)")
+    report, best = _run_search(root, seed=seed, progress=progress, say=say) if search else (None, "")
     return DemoResult(root=root, members=members, fusions=fusions, dice=dice, foreground_mean=fg,
-                      submission=submission.path, labels=labels)
+                      submission=submission.path, labels=labels, search_report=report, search_best=best)
+
+
+def _run_search(root: Path, *, seed: int, progress: bool, say: Callable[[str], None]) -> tuple[Path, str]:
+    """Search the best ensemble on a synthetic fold tree in ``root/cv``; the report goes to ``root/search``."""
+    from .._core.optional import has_module
+    from ..search import search_ensembles
+    from ..search.report import write_search_outputs
+    from .folds import make_fold_tree
+
+    tree = make_fold_tree(root / "cv", seed=seed)
+    say(f"searching the best ensemble of {len(tree.models)} cross-validated models on {len(tree.cases)} "
+        f"out-of-fold cases ({tree.root})")
+    result = search_ensembles(list(tree.models.values()), n_bootstrap=200, seed=seed, progress=progress)
+    plots = has_module("matplotlib")
+    write_search_outputs(result, root / "search", plots=plots)
+    say(f"search: best {result.best.name} (OOF Dice {result.best.score:.4f}); report {root / 'search' / 'report.md'}"
+        + ("" if plots else " (install the 'plot' extra for its figures)"))
+    return root / "search" / "report.md", result.best.name

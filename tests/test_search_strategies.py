@@ -1,0 +1,120 @@
+"""search_ensembles(strategies=...) and `medfuse search --strategies`: every equal-weight subset scored under
+each strategy by one scorer, checked against fusions and Dice computed here with numpy."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from _reference import twin_fusion as ref
+from medfuse import synthetic
+from medfuse.errors import ValidationError
+from medfuse.search import search_ensembles
+from medfuse.search.oof import OutOfFold
+from medfuse.search.strategies import check_strategies
+
+C = 4
+
+
+@pytest.fixture(scope="module")
+def oof():
+    """Four cases; models: good, good-ish, poor, and one that never predicts label 2 (missing organ)."""
+    phantoms = {f"c{i}": synthetic.phantom((12, 24, 24), num_labels=C - 1, seed=40 + i) for i in range(4)}
+    preds: dict[str, dict[str, np.ndarray]] = {m: {} for m in ("good", "fair", "poor", "no2")}
+    for i, (case, ph) in enumerate(phantoms.items()):
+        for j, (m, q) in enumerate([("good", 0.9), ("fair", 0.8), ("poor", 0.55), ("no2", 0.85)]):
+            p = synthetic.simulate_probabilities(ph, quality=q, seed=100 * i + j).astype(np.float32)
+            if m == "no2":
+                p[0] += p[2]
+                p[2] = 0.0
+            preds[m][case] = p
+    refs = {c: ph.labels for c, ph in phantoms.items()}
+    return OutOfFold.from_arrays(preds, refs, folds={c: i % 2 for i, c in enumerate(phantoms)}), preds, refs
+
+
+def _dice_score(fused: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> float:
+    per_label = []
+    for k in range(1, C):
+        vals = []
+        for case, r in refs.items():
+            a, b = r == k, fused[case] == k
+            if a.any() or b.any():
+                vals.append(2 * np.sum(a & b) / (a.sum() + b.sum()))
+        if vals:
+            per_label.append(np.mean(vals))
+    return float(np.mean(per_label))
+
+
+def test_every_subset_under_every_strategy_matches_numpy(oof):
+    data, preds, refs = oof
+    result = search_ensembles(data, strategies=("mean", "log", "vote", "staple"), n_bootstrap=0,
+                              learn_weights="none", class_selection=False, postprocessing="none")
+    comp = result.strategies
+    assert comp is not None and {b.strategy for b in comp.best} == {"mean", "log", "vote", "staple"}
+    models = list(preds)
+    for size in (1, 2, 3):
+        for subset in itertools.combinations(models, size):
+            name = "+".join(subset)
+            ps = {c: [preds[m][c] for m in subset] for c in refs}
+            argmax = {c: [p.argmax(0) for p in ps[c]] for c in refs}
+            want = {
+                "mean": {c: ref.fuse_probabilities(ps[c]) for c in refs},
+                "log": {c: ref.fuse_probabilities(ps[c], space="log") for c in refs},
+                "vote": {c: ref.majority_vote(argmax[c]) for c in refs},
+            }
+            for s, fused in want.items():
+                assert comp.scores[s][name] == pytest.approx(_dice_score(fused, refs), abs=1e-9), (s, name)
+    # the winner and its margin are what the scores say
+    best = {s: max(d.values()) for s, d in comp.scores.items()}
+    order = sorted(best, key=lambda s: -best[s])
+    assert comp.winner.strategy == order[0]
+    assert comp.margin == pytest.approx(best[order[0]] - best[order[1]])
+    assert comp.winner.strategy in result.notes[-1] and "wins" in result.notes[-1]
+    # the mean strategy agrees with the main search's subset candidates
+    subsets = {"+".join(c.members): c.score for c in result.candidates if c.kind == "subset"}
+    for name, score in comp.scores["mean"].items():
+        assert score == pytest.approx(subsets[name], abs=1e-6)
+    d = result.to_dict()
+    assert d["strategies"]["winner"] == comp.winner.strategy and d["settings"]["strategies"] == [
+        "mean", "log", "vote", "staple"]
+
+
+def test_staple_goes_through_the_public_function(oof, monkeypatch):
+    import medfuse.fusion.staple as staple_module
+
+    data, _, _ = oof
+    calls = []
+    real = staple_module.staple
+
+    def spy(*args, **kwargs):
+        calls.append(len(args[0]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(staple_module, "staple", spy)
+    result = search_ensembles(data, strategies=("vote", "staple"), n_bootstrap=0, learn_weights="none",
+                              class_selection=False, postprocessing="none")
+    assert result.strategies is not None and calls and min(calls) == 2
+    assert "mean" not in result.strategies.scores
+
+
+def test_default_runs_no_strategy_pass(oof):
+    data, _, _ = oof
+    result = search_ensembles(data, n_bootstrap=0, learn_weights="none", class_selection=False,
+                              postprocessing="none")
+    assert result.strategies is None and "strategies" not in result.to_dict()
+
+
+@pytest.mark.parametrize("bad", [(), ("mean", "mean"), ("median",), 3])
+def test_bad_strategies(bad):
+    with pytest.raises(ValidationError, match="strategies"):
+        check_strategies(bad)
+
+
+def test_cli_strategies(oof, tmp_path, capsys):
+    from medfuse.cli.main import main
+
+    code = main(["search", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), "--strategies", "mean,geometric"])
+    assert code != 0
+    assert "--strategies" in capsys.readouterr().err
