@@ -78,6 +78,8 @@ def done_records(out: Path) -> int:
         return 0
     n = 0
     for p in records.glob("*.json"):
+        if io.is_temporary(p.name):  # a record still being written (verified, not yet renamed): not done
+            continue
         with contextlib.suppress(OSError, ValueError, KeyError):  # a record being replaced right now
             n += json.loads(p.read_text())["state"] == "done"
     return n

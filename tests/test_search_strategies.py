@@ -31,7 +31,7 @@ def oof():
                 p[2] = 0.0
             preds[m][case] = p
     refs = {c: ph.labels for c, ph in phantoms.items()}
-    return OutOfFold.from_arrays(preds, refs, folds={c: i % 2 for i, c in enumerate(phantoms)}), preds, refs
+    return OutOfFold.from_arrays(refs, preds, folds={c: i % 2 for i, c in enumerate(phantoms)}), preds, refs
 
 
 def _dice_score(fused: dict[str, np.ndarray], refs: dict[str, np.ndarray]) -> float:

@@ -159,6 +159,13 @@ def _extracted(zf: zipfile.ZipFile, info: zipfile.ZipInfo, tmpdir: Path, *, cap:
         target.unlink(missing_ok=True)
         raise FormatError(f"{where}: entry {info.filename!r} is damaged ({type(exc).__name__}: {exc}); "
                           "re-create the zip.") from exc
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        if exc.errno != errno.EINVAL or exc.filename is not None:
+            raise  # a real I/O error of this machine: the command line names it
+        # a seek to an offset the zip's own headers got wrong (negative, past the end)
+        raise FormatError(f"{where}: entry {info.filename!r} is damaged (its headers point outside the zip: "
+                          f"{exc}); re-create the zip.") from exc
     except BaseException:
         target.unlink(missing_ok=True)
         raise
