@@ -152,6 +152,14 @@ def _check_range(labels: Sequence[int], num_classes: int, *, name: str) -> None:
         )
 
 
+def read_postprocessing_bytes(path: Path) -> bytes:
+    """The bytes of a postprocessing file (``.json`` or nnU-Net v2 ``.pkl``); a FormatError names the file."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"cannot read postprocessing file {str(path)!r}: {exc.strerror}.") from None
+
+
 @dataclass(frozen=True)
 class Postprocessing:
     """What nnU-Net v1 / PaddleSeg ``postprocessing.json`` says: which regions keep their largest component.
@@ -255,10 +263,7 @@ class Postprocessing:
             pp = cls.from_dict(path_or_dict)
         elif isinstance(path_or_dict, (str, os.PathLike)):
             path = Path(path_or_dict)
-            try:
-                text = path.read_bytes()
-            except OSError as exc:
-                raise FormatError(f"cannot read postprocessing file {str(path)!r}: {exc.strerror}.") from None
+            text = read_postprocessing_bytes(path)
             try:
                 pp = cls.from_json(text)
             except ValidationError as exc:

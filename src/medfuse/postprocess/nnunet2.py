@@ -25,7 +25,7 @@ from typing import Any
 from .._core.safepickle import ALLOWED_GLOBALS
 from .._core.typing import Connectivity
 from ..errors import FormatError, UnsafePickleError, ValidationError
-from .jsonfile import Entry, Postprocessing
+from .jsonfile import Entry, Postprocessing, read_postprocessing_bytes
 
 __all__ = ["KNOWN_NNUNET2_STEPS", "read_any_postprocessing", "read_nnunet2_postprocessing"]
 
@@ -120,10 +120,7 @@ def read_nnunet2_postprocessing(path: str | os.PathLike[str]) -> Postprocessing:
         The file cannot be read, or is not a ``(functions, kwargs)`` pair.
     """
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise FormatError(f"cannot read postprocessing file {str(p)!r}: {exc.strerror}.") from None
+    data = read_postprocessing_bytes(p)
     try:
         obj = _StepUnpickler(data, source=str(p)).load()
     except (UnsafePickleError, ValidationError):
