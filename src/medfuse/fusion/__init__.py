@@ -16,12 +16,14 @@ from .accumulators import ProbabilityAccumulator, VoteAccumulator
 from .arrays import average_probabilities, fuse_probabilities, majority_vote, softmax
 from .inputs import RANGE_TOLERANCE, SUM_TOLERANCE
 from .run import TieRule
+from .uncertainty import UncertaintyMaps
 
 __all__ = [
     "RANGE_TOLERANCE",
     "SUM_TOLERANCE",
     "ProbabilityAccumulator",
     "TieRule",
+    "UncertaintyMaps",
     "VoteAccumulator",
     "average_probabilities",
     "fuse_probabilities",
