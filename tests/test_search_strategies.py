@@ -118,3 +118,55 @@ def test_cli_strategies(oof, tmp_path, capsys):
     code = main(["search", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), "--strategies", "mean,geometric"])
     assert code != 0
     assert "--strategies" in capsys.readouterr().err
+
+
+def test_learned_weightings_are_scored_under_each_strategy_with_honest_folds(oof, monkeypatch):
+    """Each learned weighting is scored under mean, log and vote (member weights) with the weights fitted
+    without the case's fold: the mean rows equal the main search's honest scores, the log and vote rows
+    equal numpy fusions with the same per-case weights."""
+    import medfuse.search.api as api
+
+    data, preds, refs = oof
+    seen = {}
+    real = api.compare_strategies
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs["weightings"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "compare_strategies", spy)
+    result = search_ensembles(data, strategies=("mean", "log", "vote", "staple"), n_bootstrap=0,
+                              learn_weights="classes", class_selection=True, postprocessing="none")
+    comp = result.strategies
+    assert comp is not None
+    rows = {(b.strategy, b.weighting): b for b in comp.weighted}
+    kinds = {"member-weights", "class-selection", "class-weights"}
+    assert set(seen) == kinds
+    assert set(rows) == {(s, k) for s in ("mean", "log") for k in kinds} | {("vote", "member-weights")}
+    # no STAPLE row with weights, and every case has the weights of the folds that left it out
+    cases = list(refs)
+    for W in seen.values():
+        assert W.shape == (len(cases), len(preds), C) and np.isfinite(W).all()
+    honest = {c.kind: c.honest_score for c in result.candidates if c.kind != "subset"}
+    for kind in kinds:
+        assert rows[("mean", kind)].score == pytest.approx(honest[kind], abs=1e-6), kind
+    models = list(preds)
+    W = seen["member-weights"]
+    for strategy in ("log", "vote"):
+        fused = {}
+        for i, case in enumerate(cases):
+            w = W[i, :, 0]
+            used = [m for m in range(len(models)) if w[m] > 0]
+            ps = [preds[models[m]][case] for m in used]
+            fused[case] = (ref.fuse_probabilities(ps, weights=w[used], space="log") if strategy == "log"
+                           else ref.majority_vote([p.argmax(0) for p in ps], weights=w[used]))
+        assert rows[(strategy, "member-weights")].score == pytest.approx(_dice_score(fused, refs), abs=1e-9)
+    # the overall best row is the best of subsets and weightings, and the report names it
+    everything = [*comp.best, *comp.weighted]
+    assert comp.overall.score == max(r.score for r in everything)
+    assert comp.overall.label in result.notes[-1]
+    from medfuse.search.report import render_markdown
+
+    text = render_markdown(result)
+    assert "Learned weightings under each strategy" in text and comp.overall.label in text
+    assert result.to_dict()["strategies"]["overall"]["weighting"] == comp.overall.weighting

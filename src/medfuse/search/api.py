@@ -165,9 +165,10 @@ def search_ensembles(
     tolerance_mm : float, default 1.0
         NSD tolerance in mm.
     strategies : sequence of {"mean", "log", "vote", "staple"}, default ("mean",)
-        Also score every equal-weight subset under these fusion strategies (one more pass over the
-        cases; see :mod:`medfuse.search.strategies`): ``result.strategies`` says which strategy wins and
-        by how much, and the report shows the comparison. Only ``"mean"`` (the default): no extra pass.
+        Also score every equal-weight subset, and every learned weighting (with the honest weights: fitted
+        without each case's fold), under these fusion strategies (one more pass over the cases; see
+        :mod:`medfuse.search.strategies`): ``result.strategies`` says which strategy wins and by how much,
+        and the report shows the comparison. Only ``"mean"`` (the default): no extra pass.
 
     Returns
     -------
@@ -208,10 +209,11 @@ def search_ensembles(
     candidates = subset_candidates(oof, collected, masks, num_classes=num_classes, labels=label_list,
                                    resamples=resamples, confidence=opts.confidence)
     folds = _honest_folds(oof, seed=opts.seed, notes=notes)
-    candidates += fitted_candidates(oof, collected, _fitted_kinds(opts, len(oof.models)), folds, masks,
-                                    num_classes=num_classes, labels=label_list, resamples=resamples,
-                                    confidence=opts.confidence, fit_cap=opts.fit_cap, seed=opts.seed,
-                                    threads=opts.threads, progress=opts.progress)
+    fitted, honest_weights = fitted_candidates(
+        oof, collected, _fitted_kinds(opts, len(oof.models)), folds, masks, num_classes=num_classes,
+        labels=label_list, resamples=resamples, confidence=opts.confidence, fit_cap=opts.fit_cap, seed=opts.seed,
+        threads=opts.threads, progress=opts.progress)
+    candidates += fitted
     timings["fit"] = time.perf_counter() - t
 
     if crit != "dice":
@@ -242,7 +244,7 @@ def search_ensembles(
         comparison = compare_strategies(_iter_loaded(oof, num_classes=num_classes, progress=opts.progress,
                                                      desc="strategies"),
                                         chosen, models=oof.models, masks=masks, num_classes=num_classes,
-                                        labels=label_list)
+                                        labels=label_list, weightings=honest_weights)
         notes.append(comparison.summary() + ".")
         timings["strategies"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0

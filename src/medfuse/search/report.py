@@ -139,6 +139,14 @@ def render_markdown(result: SearchResult, *, label_names: Mapping[int, str] | No
                 for b in comp.best]
         lines += _table(["strategy", "best subset (equal weights)", "OOF score", "Δ to the winner"], rows)
         lines += [""]
+        if comp.weighted:
+            best_row = comp.overall
+            rows = [[b.strategy, b.weighting.replace("-", " "), "+".join(b.members), _f(b.score),
+                     _delta(b.score - best_row.score)] for b in comp.weighted]
+            lines += ["Learned weightings under each strategy that takes them (every case fused with the weights "
+                      "fitted without its fold; STAPLE takes no weights):", ""]
+            lines += _table(["strategy", "weighting", "members", "honest OOF score", "Δ to the best"], rows)
+            lines += ["", f"Best of all: **{best_row.label}**, {_f(best_row.score)}.", ""]
     if plots:
         lines += ["## Plots", "", *(f"![{Path(p).stem}]({Path(p).name})" for p in plots), ""]
     lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]

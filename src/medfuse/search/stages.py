@@ -279,11 +279,16 @@ def subset_candidates(oof: OutOfFold, collected: Collected, masks: NDArray[np.in
 def fitted_candidates(oof: OutOfFold, collected: Collected, kinds: Sequence[CandidateKind],
                       folds: Sequence[NDArray[np.int64]], masks: NDArray[np.int64], *, num_classes: int,
                       labels: Sequence[int], resamples: NDArray[np.float64], confidence: float, fit_cap: int,
-                      seed: int, threads: int | None, progress: bool) -> list[Candidate]:
+                      seed: int, threads: int | None, progress: bool
+                      ) -> tuple[list[Candidate], dict[str, NDArray[np.float64]]]:
     """Weights of each kind fitted on all cases (the candidate) and on each fold's complement (its honest
-    score on the held-out fold)."""
+    score on the held-out fold).
+
+    Also returns, per kind, the honest weights of every case, ``(N, M, C)``: those fitted without the case's
+    fold (what the strategy comparison scores under each strategy); empty when there is a single fold.
+    """
     if not kinds:
-        return []
+        return [], {}
     from .._core.progress import progress_bar
 
     data = collected.data
@@ -312,7 +317,14 @@ def fitted_candidates(oof: OutOfFold, collected: Collected, kinds: Sequence[Cand
         hdice = case_dice(*(honest[kind][k][:, list(labels)] for k in range(3))) if per_fold else \
             np.full_like(dice, np.nan)
         out.append(_candidate(kind, fitted[kind], dice, hdice, oof.models, labels, resamples, confidence))
-    return out
+    honest_weights: dict[str, NDArray[np.float64]] = {}
+    if per_fold:
+        for kind in kinds:
+            per_case = np.full((len(oof.cases), *fitted[kind].shape), np.nan)
+            for test, fits in per_fold:
+                per_case[test] = fits[kind]
+            honest_weights[kind] = per_case
+    return out, honest_weights
 
 
 def postprocess_winner(oof: OutOfFold, collected: Collected, best: Candidate, given: Postprocessing | None, *,
