@@ -85,7 +85,8 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
     d = np.empty(chunk, weights.dtype)
     g = np.empty((n_members, BLOCK), label_dtype)
     cnt = np.zeros(table_size, weights.dtype)
-    sc = np.empty((n_members, PAIR_BLOCK), weights.dtype)  # pairwise path: score of each member's label
+    sc = np.empty(PAIR_BLOCK, weights.dtype)  # pairwise path: the score row of one member's label
+    td = np.empty(PAIR_BLOCK, weights.dtype)  # pairwise path: undecided flags
     bs = np.empty(PAIR_BLOCK, weights.dtype)
     bl = np.empty(PAIR_BLOCK, label_dtype)
     top = label_dtype(0)
@@ -109,28 +110,30 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
                 top = _add_agreement(d, r0, addrs, label_size, label_dtype, weights, w0, zero, m, s0, n, top, 1)
                 m += 1
 
-        # ---- member 0's label everywhere (right wherever it holds a strict majority)
-        if out_kind == 0:
-            top = _copy_labels(r0, _view(out_addr + s0, n, np.uint8), n, top)
-        else:
-            top = _copy_labels(r0, _view(out_addr + 2 * s0, n, np.uint16), n, top)
-
-        # ---- contested voxels: none (done), many (pairwise, branch-free) or few (table, 64 at a time)
+        # ---- contested voxels (member 0 has no strict majority there), and member 0's largest label
         contested = 0
         for i in range(n):
             contested += 1 if d[i] <= half else 0
-        if contested == 0:
-            continue
-        if pairwise > 0 and contested * pairwise >= n:
+            top = max(top, r0[i])
+        if contested > 0 and pairwise > 0 and contested * pairwise >= n:  # many: pairwise, branch-free
             slow += contested
             for b0 in range(0, n, PAIR_BLOCK):
                 nb = min(PAIR_BLOCK, n - b0)
                 if out_kind == 0:
-                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, sc, bs, bl, tie,
+                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, sc, td, bs, bl, tie,
                                     undecided, _view(out_addr + s0 + b0, nb, np.uint8))
                 else:
-                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, sc, bs, bl, tie,
+                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, sc, td, bs, bl, tie,
                                     undecided, _view(out_addr + 2 * (s0 + b0), nb, np.uint16))
+            continue
+
+        # ---- member 0's label everywhere (right wherever it holds a strict majority); then the few
+        # contested voxels, if any, by the table, 64 at a time
+        if out_kind == 0:
+            _copy_labels(r0, _view(out_addr + s0, n, np.uint8), n)
+        else:
+            _copy_labels(r0, _view(out_addr + 2 * s0, n, np.uint16), n)
+        if contested == 0:
             continue
         for b0 in range(0, n, BLOCK):
             nb = min(BLOCK, n - b0)
@@ -175,13 +178,10 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
 
 
 @inline
-def _copy_labels(src, dst, n, top):
-    """``dst[:n] = src[:n]``; the largest of ``top`` and the labels copied."""
+def _copy_labels(src, dst, n):
+    """``dst[:n] = src[:n]`` (uint8 or uint16 labels into a uint8 or uint16 output)."""
     for i in range(n):
-        v = src[i]
-        dst[i] = v
-        top = max(top, v)
-    return top
+        dst[i] = src[i]
 
 
 @inline
@@ -218,55 +218,56 @@ def _add_agreement(d, r0, addrs, label_size, label_dtype, weights, w0, zero, m, 
 
 
 @inline
-def _pairwise_block(addrs, label_size, label_dtype, weights, zero, v0, nb, sc, bs, bl, tie, undecided, out):
-    """The vote on voxels ``v0 .. v0 + nb`` without branches: ``sc[j] = sum_k (w[k] if l_k == l_j)`` in
-    member order, then the best member's label by the tie rule, written to ``out`` (``nb`` items)."""
+def _pairwise_block(addrs, label_size, label_dtype, weights, zero, v0, nb, sc, td, bs, bl, tie, undecided, out):
+    """The vote on voxels ``v0 .. v0 + nb`` without branches, one member at a time: the score of member
+    ``j``'s label, ``s = w[j] + sum_{k != j} (w[k] if l_k == l_j)`` (in member order, with ``w[j]`` first as
+    the numpy twin sums it), folded at once into the best so far by the tie rule; written to ``out``.
+
+    ``M (M - 1)`` short passes over one score row in L1 (no ``(M, block)`` table: the rows of a 2-D table
+    could alias, which kept LLVM's vectorised loops behind runtime checks). ``undecided`` is tracked as a flag
+    set when a different label reaches the best score and cleared when a better one appears.
+    """
     n_members = addrs.size
-    for k in range(n_members):
-        lk = _view(addrs[k] + label_size * v0, nb, label_dtype)
-        sk = sc[k, :nb]
-        wk = weights[k]
-        for i in range(nb):
-            sk[i] = zero
-        for j in range(k):  # s_k gets w[j] (j < k, in order); s_j gets w[k] after its earlier terms
-            lj = _view(addrs[j] + label_size * v0, nb, label_dtype)
-            sj = sc[j, :nb]
-            wj = weights[j]
-            for i in range(nb):
-                eq = lj[i] == lk[i]
-                sk[i] += wj if eq else zero
-                sj[i] += wk if eq else zero
-        for i in range(nb):
-            sk[i] += wk
-    l0 = _view(addrs[0] + label_size * v0, nb, label_dtype)
-    s0 = sc[0, :nb]
+    s = sc[:nb]
+    tied = td[:nb]
     b = bs[:nb]
     lab = bl[:nb]
-    for i in range(nb):
-        b[i] = s0[i]
-        lab[i] = l0[i]
-    for j in range(1, n_members):
+    for j in range(n_members):
         lj = _view(addrs[j] + label_size * v0, nb, label_dtype)
-        sj = sc[j, :nb]
-        if tie == TIE_FIRST:  # strict: the earliest member among the best-scored labels
+        wj = weights[j]
+        for i in range(nb):
+            s[i] = wj
+        for k in range(n_members):
+            if k == j:
+                continue
+            lk = _view(addrs[k] + label_size * v0, nb, label_dtype)
+            wk = weights[k]
             for i in range(nb):
-                v = sj[i]
+                s[i] += wk if lk[i] == lj[i] else zero
+        if j == 0:
+            for i in range(nb):
+                b[i] = s[i]
+                lab[i] = lj[i]
+                tied[i] = zero
+        elif tie == TIE_FIRST:  # strict: the earliest member among the best-scored labels
+            for i in range(nb):
+                v = s[i]
                 gt = v > b[i]
                 b[i] = v if gt else b[i]
                 lab[i] = lj[i] if gt else lab[i]
-        else:  # the lowest label among the best-scored (undecided: checked below)
+        else:  # the lowest label among the best-scored; undecided: another label at the best score
             for i in range(nb):
-                v = sj[i]
+                v = s[i]
                 u = lj[i]
-                better = (v > b[i]) | ((v == b[i]) & (u < lab[i]))
+                gt = v > b[i]
+                eq = (v == b[i]) & (u != lab[i])
+                better = gt | (eq & (u < lab[i]))
                 b[i] = v if better else b[i]
                 lab[i] = u if better else lab[i]
-    for i in range(nb):
-        out[i] = lab[i]
-    if tie == TIE_UNDECIDED:  # another label with the best score: undecided
-        for j in range(n_members):
-            lj = _view(addrs[j] + label_size * v0, nb, label_dtype)
-            sj = sc[j, :nb]
-            for i in range(nb):
-                clash = (sj[i] == b[i]) & (lj[i] != lab[i])
-                out[i] = undecided if clash else out[i]
+                tied[i] = zero if gt else (wj if eq else tied[i])  # wj: 1 (plain votes only)
+    if tie == TIE_UNDECIDED:
+        for i in range(nb):
+            out[i] = undecided if tied[i] != zero else lab[i]
+    else:
+        for i in range(nb):
+            out[i] = lab[i]
