@@ -109,6 +109,7 @@ def search_ensembles(
     criterion: Criterion = "dice",
     tolerance_mm: float = 1.0,
     strategies: Sequence[Strategy] = ("mean",),
+    qa: bool = True,
 ) -> SearchResult:
     """Find the ensemble of models, weights and postprocessing with the best out-of-fold Dice.
 
@@ -169,6 +170,11 @@ def search_ensembles(
         without each case's fold), under these fusion strategies (one more pass over the cases; see
         :mod:`medfuse.search.strategies`): ``result.strategies`` says which strategy wins and by how much,
         and the report shows the comparison. Only ``"mean"`` (the default): no extra pass.
+    qa : bool, default True
+        Check the per-case QA score (:func:`medfuse.quality.case_qa`) on the out-of-fold cases: the winner
+        is fused once more on every case with its uncertainty maps, and ``result.qa`` (and the report)
+        give the Spearman correlation between the QA score and the case's fused Dice, with a bootstrap
+        interval (:mod:`medfuse.search.qa`; one more pass over the cases).
 
     Returns
     -------
@@ -247,6 +253,17 @@ def search_ensembles(
                                         labels=label_list, weightings=honest_weights)
         notes.append(comparison.summary() + ".")
         timings["strategies"] = time.perf_counter() - t
+    qa_result = None
+    if qa is True:
+        from .qa import qa_check
+
+        t = time.perf_counter()
+        qa_result = qa_check(_iter_loaded(oof, num_classes=num_classes, progress=opts.progress, desc="QA"), best,
+                             seed=opts.seed)
+        notes.append(f"QA score on the OOF cases: {qa_result.summary()}.")
+        timings["qa"] = time.perf_counter() - t
+    elif qa is not False:
+        raise ValidationError(f"`qa` must be True or False; got {qa!r}.")
     timings["total"] = time.perf_counter() - t0
     return SearchResult(
         best=best, candidates=tuple(ranked), postprocessing=pp, postprocessed_score=pp_score,
@@ -254,7 +271,7 @@ def search_ensembles(
         labels=tuple(label_list), notes=tuple(notes), timings=timings,
         settings={**_settings(opts, given_pp is not None, len(folds)), "criterion": crit,
                   **({"tolerance_mm": tol} if crit != "dice" else {}), "strategies": list(chosen)},
-        strategies=comparison,
+        strategies=comparison, qa=qa_result,
     )
 
 

@@ -147,6 +147,15 @@ def render_markdown(result: SearchResult, *, label_names: Mapping[int, str] | No
                       "fitted without its fold; STAPLE takes no weights):", ""]
             lines += _table(["strategy", "weighting", "members", "honest OOF score", "Δ to the best"], rows)
             lines += ["", f"Best of all: **{best_row.label}**, {_f(best_row.score)}.", ""]
+    if result.qa is not None:
+        qa = result.qa
+        lines += ["## QA score on the out-of-fold cases", "",
+                  f"The per-case QA score (what `medfuse fuse --qa` reports on test cases) against the winner's "
+                  f"fused Dice on the {len(qa.cases)} OOF cases: Spearman {qa.summary()}. 1 would mean the "
+                  "score orders the cases exactly from worst to best.", ""]
+        rows = [[case, _f(score), _f(dice)] for case, score, dice in qa.worst(5)]
+        lines += _table(["most suspicious case", "QA score", "fused Dice"], rows)
+        lines += [""]
     if plots:
         lines += ["## Plots", "", *(f"![{Path(p).stem}]({Path(p).name})" for p in plots), ""]
     lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]

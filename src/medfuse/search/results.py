@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..postprocess import Postprocessing
+    from .qa import QACheck
     from .strategies import StrategyComparison
 
 __all__ = ["Candidate", "CandidateKind", "SearchResult"]
@@ -171,6 +172,9 @@ class SearchResult:
     strategies : StrategyComparison or None
         With ``strategies=`` beyond ``("mean",)``: every equal-weight subset scored under each strategy,
         the winning strategy and its margin (:mod:`medfuse.search.strategies`).
+    qa : QACheck or None
+        With ``qa=True`` (the default): the winner's per-case QA score next to its fused Dice, and the
+        Spearman correlation between them with its bootstrap interval (:mod:`medfuse.search.qa`).
     """
 
     best: Candidate
@@ -186,6 +190,7 @@ class SearchResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     strategies: StrategyComparison | None = None
+    qa: QACheck | None = None
 
     def __repr__(self) -> str:
         return (f"SearchResult(best={self.best.name!r}, score={self.best.score:.4f}, "
@@ -261,6 +266,7 @@ class SearchResult:
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "settings": dict(self.settings),
             **({"strategies": self.strategies.to_dict()} if self.strategies is not None else {}),
+            **({"qa": self.qa.to_dict()} if self.qa is not None else {}),
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int = 2) -> str:
