@@ -69,6 +69,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategies", default="mean", metavar="LIST",
                         help="comma-separated fusion strategies to compare on every equal-weight subset: "
                              "mean,log,vote,staple (default: mean only)")
+    parser.add_argument("--no-qa", dest="qa", action="store_false",
+                        help="skip the check of the per-case QA score against the OOF Dice (one pass over the cases)")
     parser.add_argument("--html", action="store_true", help="also write report.html")
     parser.add_argument("--plots", action="store_true",
                         help="also write ranking.png and dice_boxplot.png (needs matplotlib, extra 'plot')")
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         tie_tolerance=args.tie_tolerance, max_members=args.max_members, memory_limit_mb=args.memory_limit_mb,
         seed=args.seed, threads=args.threads, progress=args.progress, criterion=args.criterion,
         tolerance_mm=args.tolerance,
-        strategies=[x.strip() for x in args.strategies.split(",") if x.strip()],
+        strategies=[x.strip() for x in args.strategies.split(",") if x.strip()], qa=args.qa,
     )
     written = write_search_outputs(result, out, html_report=args.html, plots=args.plots)
     best = result.best
@@ -110,5 +112,7 @@ def run(args: argparse.Namespace) -> int:
                                              postprocessing_file=str(out / "postprocessing.json")))
     if result.strategies is not None:
         print(result.strategies.summary())
+    if result.qa is not None:
+        print(f"QA score vs OOF Dice: Spearman {result.qa.summary()}")
     print(f"wrote {', '.join(p.name for p in written)} to {out}")
     return 0
