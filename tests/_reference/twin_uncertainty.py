@@ -64,7 +64,8 @@ def uncertainty_twin(members: Sequence[np.ndarray], fused: np.ndarray, weights=N
                                for a in argmaxes])
     fused_volumes = np.array([np.count_nonzero(fused == c) for c in range(n_classes)])
     return {
-        "entropy": entropy, "mutual_information": np.maximum(entropy - member_entropy, 0.0), "disagreement": disagreement,
+        "entropy": entropy, "mutual_information": np.maximum(entropy - member_entropy, 0.0),
+        "disagreement": disagreement,
         "member_volumes": member_volumes, "member_overlap": member_overlap, "fused_volumes": fused_volumes,
         "member_shares": omega,
     }
