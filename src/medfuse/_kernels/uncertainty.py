@@ -171,13 +171,14 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                         u = zero if first else row[i]
                         u += w * p
                         row[i] = u
-                        hm[i] += om * plogp16[b]
                         bb = mbest[i]
                         gt = p > bb
                         mbest[i] = p if gt else bb
                         ma[i] = ci if gt else ma[i]
                         y16 = max(y16, b)
                     top = max(top, np.uint64(y16))
+                    for i in range(n):  # the table loads in a loop of their own: the one above vectorises
+                        hm[i] += om * plogp16[h[i]]
                     if log:
                         row = lg[c]
                         for i in range(n):
@@ -193,13 +194,14 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                         u = zero if first else row[i]
                         u += w * p
                         row[i] = u
-                        hm[i] += om * _xlogx(p, tab)
                         bb = mbest[i]
                         gt = p > bb
                         mbest[i] = p if gt else bb
                         ma[i] = ci if gt else ma[i]
                         y32 = max(y32, e)
                     top = max(top, np.uint64(y32))
+                    for i in range(n):
+                        hm[i] += om * _xlogx(_bits_to_float32(f[i]), tab)
                     if log:
                         row = lg[c]
                         for i in range(n):
