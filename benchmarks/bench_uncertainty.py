@@ -5,6 +5,10 @@
 Members are float16 probabilities (C, Z, Y, X), peaked like softmax outputs. Prints, per space, the best of
 ``--repeat`` runs of ``fuse_probabilities`` and of ``fuse_probabilities(..., return_uncertainty=True)`` (labels
 and the three maps and counts from one pass), their read throughput, and the ratio.
+
+Measured (2-core shared VM, 2 threads, load ~4): probability space 0.023 s fusion, 0.361 s fusion + uncertainty
+(15x: fusion alone runs at memory speed, while the maps add per value a p ln p table load, the member argmax and,
+per voxel, C logs and M counts); log space 0.253 s against 0.441 s (1.7x).
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ def main() -> int:
                          args.repeat)
         print(f"| {space} | {t_fuse:.3f} | {nbytes / t_fuse / 1e9:.1f} | {t_both:.3f} | {nbytes / t_both / 1e9:.1f} "
               f"| {t_both / t_fuse:.2f}x |")
-    print(f"mean entropy {float(maps.entropy.mean()):.4f} nats, mean disagreement {float(maps.disagreement.mean()):.4f}")
+    print(f"mean entropy {float(maps.entropy.mean()):.4f} nats, "
+          f"mean disagreement {float(maps.disagreement.mean()):.4f}")
     return 0
 
 

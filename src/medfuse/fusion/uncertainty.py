@@ -221,8 +221,9 @@ def fusion_uncertainty(
     -----
     Extra memory is the three float32 maps (12 bytes a voxel) plus the label map (1 byte a voxel) and a few
     hundred KiB of scratch per thread, whatever the number of members. Logs come from tables (no libm call
-    per value). Every member value is read once; the pass costs more arithmetic than fusion alone (see
-    ``benchmarks/bench_uncertainty.py``).
+    per value). Every member value is read once, but the pass does more arithmetic than fusion alone, which
+    runs at memory speed: 5 float16 members of 14x96x192x192 took 0.36 s against 0.023 s for the labels alone
+    (log space: 0.44 s against 0.25 s; 2 threads, ``benchmarks/bench_uncertainty.py``).
     """
     prep = prepare_members(members, num_classes=num_classes)
     _, maps = run_uncertainty(prep, weights, check=check, space=space, eps=eps)
