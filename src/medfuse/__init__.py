@@ -47,6 +47,8 @@ _LAZY: dict[str, str] = {
     "softmax": "fusion",
     "ProbabilityAccumulator": "fusion",
     "VoteAccumulator": "fusion",
+    "UncertaintyMaps": "fusion",
+    "fusion_uncertainty": "fusion",
     # staple
     "staple": "fusion.staple",
     "staple_binary": "fusion.staple",

@@ -31,9 +31,11 @@ from .folders import (
 )
 from .fusion import (
     ProbabilityAccumulator as ProbabilityAccumulator,
+    UncertaintyMaps as UncertaintyMaps,
     VoteAccumulator as VoteAccumulator,
     average_probabilities as average_probabilities,
     fuse_probabilities as fuse_probabilities,
+    fusion_uncertainty as fusion_uncertainty,
     majority_vote as majority_vote,
     softmax as softmax,
 )

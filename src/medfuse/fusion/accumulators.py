@@ -4,7 +4,8 @@ Members are added one at a time (a probability member also one class channel at 
 readers stream them); the result is read at the end. Memory is the running sums, whatever the number of
 members: ``C x voxels`` float32 for :class:`ProbabilityAccumulator`, ``C x voxels`` uint8 counts (uint16,
 then float32 when the total weight needs it; plus a uint16 table for ``tie="first"``) for
-:class:`VoteAccumulator`.
+:class:`VoteAccumulator`. With ``uncertainty=True`` both also keep what :meth:`~ProbabilityAccumulator.uncertainty`
+needs: 1 byte a voxel per member (see :mod:`.uncertainty_stream`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._core.labels import label_dtype
-from .._core.validation import as_int, describe, native_byteorder
+from .._core.validation import as_int, describe
 from ..errors import ValidationError
 from ..geometry import Box, outside_box, validate_box
-from .boxes import _ROW_TARGET, _as_num_classes, _as_shape, _box_rows, _labels_checked
+from .boxes import _ROW_TARGET, _as_num_classes, _as_shape, _box_rows, _float_source, _Grid, _labels_checked
 from .checks import ChannelChecks
 from .inputs import (
     SUM_TOLERANCE,
@@ -38,26 +39,12 @@ from .run import (
     log_table,
     softmax_in_place,
 )
+from .uncertainty import UncertaintyMaps
 
 __all__ = ["ProbabilityAccumulator", "VoteAccumulator"]
 
 #: class sums are checked on every _CHECK_EVERY-th row of a member added with :meth:`ProbabilityAccumulator.add`
 _CHECK_EVERY = 16
-
-
-class _Grid:
-    """What both accumulators share: the number of classes and the spatial shape they are built for."""
-
-    _n_classes: int
-    _shape: tuple[int, ...]
-
-    @property
-    def num_classes(self) -> int:
-        return self._n_classes
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._shape
 
 
 class ProbabilityAccumulator(_Grid):
@@ -76,6 +63,9 @@ class ProbabilityAccumulator(_Grid):
         (softmax over classes of the weighted mean of the logs) and :meth:`labels` its argmax.
     eps : float, default 1e-6
         Log space only: probabilities are clamped to ``eps`` before their log.
+    uncertainty : bool, default False
+        Also keep what :meth:`uncertainty` needs: each member's argmax (1 byte a voxel per member), a running
+        float32 map of the member entropies, and in log space the linear sums (``C x voxels`` float32).
 
     Notes
     -----
@@ -100,10 +90,11 @@ class ProbabilityAccumulator(_Grid):
     """
 
     def __init__(self, num_classes: int, shape: Sequence[int], *, space: Space = "probability",
-                 eps: float = DEFAULT_EPS) -> None:
+                 eps: float = DEFAULT_EPS, uncertainty: bool = False) -> None:
         self._n_classes = _as_num_classes(num_classes)
         self._shape = _as_shape(shape)
         self._log, self._eps = check_space(space, eps)
+        self._unc = self._tracker(uncertainty, linear_sums=self._log)
         self._space: Space = "log" if self._log else "probability"
         #: in log space, what a one-hot probability of 0 adds (times the weight): log(eps)
         self._cold = float(np.log(self._eps)) if self._log else 0.0
@@ -158,6 +149,8 @@ class ProbabilityAccumulator(_Grid):
                 )
             lab = _labels_checked(a, n_classes=self._n_classes, name="member")
             kind, src, cstride = (2 if lab.dtype == np.uint8 else 3), lab, 0
+            if self._unc is not None:
+                self._unc.add_member(lab, w, b)
             if self._log:  # every class gets w * log(eps) over the box, the label's class w * (0 - log(eps))
                 self._add_outside_value(b, w, inside=True)
                 w_hard = w * -self._cold
@@ -171,13 +164,15 @@ class ProbabilityAccumulator(_Grid):
                 raise ValidationError(
                     f"`member` must have shape {(self._n_classes, *sizes)} (C, *box sizes); got {a.shape}."
                 )
-            src = self._float_source(a)
+            src = _float_source(a)
             kind, cstride = (0 if src.dtype == np.float16 else 1), (src.strides[0] // src.itemsize)
         else:
             raise ValidationError(
                 f"`member` must be float16/float32 probabilities or an integer label map; got {describe(a)}."
             )
         self._add(src, kind, cstride, w, b, plane=0, check_sums=True, name="member")
+        if self._unc is not None and kind in (0, 1):
+            self._unc.add_member(src, w, b)
         self._add_outside_value(b, w, inside=False)
         self._totals += w
         self._n_added += 1
@@ -213,7 +208,7 @@ class ProbabilityAccumulator(_Grid):
         if a.shape != sizes:
             raise ValidationError(f"`channel` must have shape {sizes} (the box / volume shape); got {a.shape}.")
         w = self._class_weights(weight)[:1]
-        src = self._float_source(a[None])
+        src = _float_source(a[None])
         k = int(self._channel_adds[cls])
         checks = self._channel_checks.get(k)
         if checks is None:
@@ -227,6 +222,8 @@ class ProbabilityAccumulator(_Grid):
             raise
         if checks.done:
             del self._channel_checks[k]
+        if self._unc is not None:
+            self._unc.add_channel(k, cls, src[0], float(w[0]), b)
         for region in outside_box(self._shape, b):  # background: probability 1 for class 0, 0 for the others
             if cls == 0 and not self._log:
                 self._sums[0][region] += np.float32(w[0])
@@ -263,6 +260,14 @@ class ProbabilityAccumulator(_Grid):
             raise RuntimeError("no labels computed")
         return labels
 
+    def uncertainty(self) -> UncertaintyMaps:
+        """The uncertainty maps and counts of the members added (needs ``uncertainty=True``), as
+        :func:`~medfuse.fusion.fusion_uncertainty` defines them, against :meth:`labels`."""
+        unc = self._require_tracker()
+        labels = self.labels()
+        sums = self._sums if unc.lin is None else unc.lin
+        return unc.maps(labels, sums, (1.0 / self._totals).astype(np.float32), self._totals)
+
     # ---------------------------------------------------------------- internals
     def _check_usable(self) -> None:
         if self._broken is not None:
@@ -290,15 +295,6 @@ class ProbabilityAccumulator(_Grid):
         if not np.all(np.isfinite(w)) or np.any(w < 0):
             raise ValidationError(f"`weight` must be finite and non-negative; got {w.tolist()}.")
         return w
-
-    @staticmethod
-    def _float_source(a: NDArray[Any]) -> NDArray[Any]:
-        a = native_byteorder(a)
-        if a.dtype not in (np.float16, np.float32):
-            a = a.astype(np.float32)
-        if a.shape[0] and a[0].size > 1 and not a[0].flags.c_contiguous:
-            a = np.ascontiguousarray(a)
-        return a
 
     def _add(self, src: NDArray[Any], kind: int, cstride: int, w: NDArray[np.float64], box: Box, *, plane: int,
              check_sums: bool, name: str) -> int:
@@ -374,6 +370,9 @@ class VoteAccumulator(_Grid):
         Tie rule, as in :func:`~medfuse.fusion.majority_vote`.
     undecided_label : int, optional
         Label for ties with ``tie="undecided"`` (default ``num_classes``).
+    uncertainty : bool, default False
+        Also keep each member's label map (1 byte a voxel per member; 2 above 256 classes) for
+        :meth:`uncertainty`.
 
     Notes
     -----
@@ -384,9 +383,10 @@ class VoteAccumulator(_Grid):
     """
 
     def __init__(self, num_classes: int, shape: Sequence[int], *, tie: TieRule = "lowest",
-                 undecided_label: int | None = None) -> None:
+                 undecided_label: int | None = None, uncertainty: bool = False) -> None:
         self._n_classes = _as_num_classes(num_classes)
         self._shape = _as_shape(shape)
+        self._unc = self._tracker(uncertainty)
         self._tie = _tie_code(tie)
         undecided = _undecided_label(undecided_label, tie)
         self._undecided = self._n_classes if undecided is None else undecided
@@ -437,6 +437,8 @@ class VoteAccumulator(_Grid):
                 chunk, n_voxels, counts.ctypes.data, kind, self._n_classes, lab.ctypes.data, lab.itemsize, w,
                 0 if self._first is None else self._first.ctypes.data, self._n_added, max_label,
             )
+        if self._unc is not None:
+            self._unc.add_labels(lab, w)
         self._total += w
         self._n_added += 1
 
@@ -462,6 +464,18 @@ class VoteAccumulator(_Grid):
                 out.ctypes.data, 0 if out.dtype == np.uint8 else 1,
             )
         return out
+
+    def uncertainty(self) -> UncertaintyMaps:
+        """Uncertainty maps of the vote (needs ``uncertainty=True``): the entropy of the vote shares (members
+        are one-hot, so the mutual information equals it), the disagreement with :meth:`labels` (an undecided
+        voxel agrees with no member) and the counts."""
+        unc = self._require_tracker()
+        labels = self.labels()
+        counts = self._counts
+        if counts is None:  # pragma: no cover - labels() refuses an empty accumulator
+            raise RuntimeError("no counts")
+        totals = np.full(self._n_classes, self._total)
+        return unc.maps(labels, counts, (1.0 / totals).astype(np.float32), totals, one_hot=True)
 
     def _grow_counts(self, w: float) -> None:
         """Allocate the counts, or widen them so that adding ``w`` cannot overflow or round."""

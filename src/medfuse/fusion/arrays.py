@@ -50,7 +50,7 @@ Input layouts
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -65,6 +65,7 @@ from .inputs import (
     prepare_members,
 )
 from .run import _TIES, DEFAULT_EPS, Space, TieRule, _run_fusion, _tie_code, _undecided_label, softmax_in_place
+from .uncertainty import UncertaintyMaps, run_uncertainty
 
 # the package's other public names live in their own modules (medfuse.fusion exports them all)
 __all__ = ["average_probabilities", "fuse_probabilities", "majority_vote", "softmax"]
@@ -73,10 +74,31 @@ __all__ = ["average_probabilities", "fuse_probabilities", "majority_vote", "soft
 VOTE_CHUNK = 8192
 
 
+@overload
+def fuse_probabilities(
+    members: ProbMembers, *, weights: ArrayLike | None = ..., num_classes: int | None = ..., check: bool = ...,
+    space: Space = ..., eps: float = ..., return_uncertainty: Literal[False] = ...,
+) -> LabelArray: ...
+
+
+@overload
+def fuse_probabilities(
+    members: ProbMembers, *, weights: ArrayLike | None = ..., num_classes: int | None = ..., check: bool = ...,
+    space: Space = ..., eps: float = ..., return_uncertainty: Literal[True],
+) -> tuple[LabelArray, UncertaintyMaps]: ...
+
+
+@overload
+def fuse_probabilities(
+    members: ProbMembers, *, weights: ArrayLike | None = ..., num_classes: int | None = ..., check: bool = ...,
+    space: Space = ..., eps: float = ..., return_uncertainty: bool,
+) -> LabelArray | tuple[LabelArray, UncertaintyMaps]: ...
+
+
 def fuse_probabilities(
     members: ProbMembers, *, weights: ArrayLike | None = None, num_classes: int | None = None,
-    check: bool = True, space: Space = "probability", eps: float = DEFAULT_EPS,
-) -> LabelArray:
+    check: bool = True, space: Space = "probability", eps: float = DEFAULT_EPS, return_uncertainty: bool = False,
+) -> LabelArray | tuple[LabelArray, UncertaintyMaps]:
     """Label map of the (weighted) mean of the members' class probabilities, in one fused pass.
 
     Parameters
@@ -98,11 +120,16 @@ def fuse_probabilities(
         weighted geometric mean; see *Log space* in the module docstring).
     eps : float, default 1e-6
         Log space only: probabilities are clamped to ``eps`` before their log.
+    return_uncertainty : bool, default False
+        Also compute the uncertainty maps in the same pass and return ``(labels, maps)``
+        (see :func:`~medfuse.fusion.fusion_uncertainty`; the labels are the same, bit for bit).
 
     Returns
     -------
     ndarray of shape (Z, Y, X), uint8 (uint16 above 256 classes)
         Index of the largest weighted mean; ties go to the lowest class index.
+    UncertaintyMaps
+        With ``return_uncertainty=True`` only: the maps and counts, second in a tuple.
 
     Raises
     ------
@@ -113,9 +140,14 @@ def fuse_probabilities(
     Notes
     -----
     Extra memory is the output plus about 0.5 MiB per thread, whatever the number of members (members
-    that need a layout or dtype conversion are copied first: see :mod:`medfuse.fusion.inputs`).
+    that need a layout or dtype conversion are copied first: see :mod:`medfuse.fusion.inputs`). With
+    ``return_uncertainty=True``, add the three float32 maps (12 bytes a voxel).
     """
+    if not isinstance(return_uncertainty, (bool, np.bool_)):
+        raise ValidationError(f"`return_uncertainty` must be True or False; got {describe(return_uncertainty)}.")
     prep = prepare_members(members, num_classes=num_classes)
+    if return_uncertainty:
+        return run_uncertainty(prep, weights, check=check, space=space, eps=eps)
     labels, _ = _run_fusion(prep, weights, labels=True, mean=False, check=check, space=space, eps=eps)
     if labels is None:  # pragma: no cover - _run_fusion always returns them when asked
         raise RuntimeError("fusion kernel returned no labels")

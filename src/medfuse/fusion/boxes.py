@@ -1,4 +1,4 @@
-"""Shapes, boxes and label maps of the streaming accumulators (private; :mod:`.accumulators`)."""
+"""Shapes, boxes, label maps and the shared base of the streaming accumulators (private; :mod:`.accumulators`)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._core.labels import MAX_LABEL_CLASSES, label_dtype
-from .._core.validation import as_int, as_label_map, describe
+from .._core.validation import as_int, as_label_map, describe, native_byteorder
 from ..errors import ValidationError
 from ..geometry import Box
+from .uncertainty_stream import StreamingUncertainty
 
-__all__ = ["_ROW_TARGET", "_as_num_classes", "_as_shape", "_box_rows", "_labels_checked"]
+__all__ = ["_ROW_TARGET", "_Grid", "_as_num_classes", "_as_shape", "_box_rows", "_float_source", "_labels_checked"]
 
 #: longest run of voxels handed to the kernel as one row (rows are split among threads)
 _ROW_TARGET = 65536
@@ -76,3 +77,41 @@ def _labels_checked(label_map: ArrayLike, *, n_classes: int, name: str) -> NDArr
     if a.dtype != target:
         a = a.astype(target)
     return np.ascontiguousarray(a)
+
+
+def _float_source(a: NDArray[Any]) -> NDArray[Any]:
+    """A probability member as the accumulate kernel reads it: native float16/float32, C-contiguous rows."""
+    a = native_byteorder(a)
+    if a.dtype not in (np.float16, np.float32):
+        a = a.astype(np.float32)
+    if a.shape[0] and a[0].size > 1 and not a[0].flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    return a
+
+
+class _Grid:
+    """What both accumulators share: the number of classes and the spatial shape they are built for."""
+
+    _n_classes: int
+    _shape: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return self._n_classes
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    def _tracker(self, uncertainty: object, *, linear_sums: bool = False) -> StreamingUncertainty | None:
+        if not isinstance(uncertainty, (bool, np.bool_)):
+            raise ValidationError(f"`uncertainty` must be True or False; got {describe(uncertainty)}.")
+        return StreamingUncertainty(self._n_classes, self._shape, linear_sums=linear_sums) if uncertainty else None
+
+    def _require_tracker(self) -> StreamingUncertainty:
+        unc: StreamingUncertainty | None = getattr(self, "_unc", None)
+        if unc is None:
+            raise ValidationError(
+                f"this {type(self).__name__} keeps no uncertainty data; create it with uncertainty=True."
+            )
+        return unc

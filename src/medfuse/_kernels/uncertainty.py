@@ -1,0 +1,425 @@
+"""Uncertainty maps in the fusion pass (private; the public wrappers are in :mod:`medfuse.fusion.uncertainty`).
+
+:func:`_uncertainty_chunks` reads every member once, like :func:`medfuse._kernels.fusion._fuse_chunks`, and
+writes, per voxel, the fused label and three float32 maps (entropy of the weighted mean, mutual information,
+disagreement), plus per-range member / fused class counts. The definitions are those of
+``tests/_reference/twin_uncertainty.py``.
+
+Layout and chunks
+    Members are read by address (:mod:`.raw`): kinds float16 / float32 probabilities (any channel stride)
+    and uint8 / uint16 label maps, as :func:`medfuse.fusion.inputs.prepare_members` prepares them. Chunks are
+    small (a power of two that divides the fusion chunk, chosen by the wrapper so that the per-thread
+    scratch stays in L2): the class sums of a chunk, ``(C, chunk)`` float32 (twice in log space), and each
+    member's argmax, ``(M, chunk)`` uint16. Per chunk, members are taken in order, and each member's
+    classes in order: its values are added to the class sums, its ``p ln p`` to the weighted member
+    entropy, and its running argmax is updated; then the fused argmax, the entropy of the mean, the
+    disagreement and the counts follow from the chunk's scratch.
+Arithmetic of the fused labels
+    The class sums are ``acc = 0; acc += w[m, c] * load(p_m[c])`` in member order in float32, exactly the
+    fusion kernel's operations (a hard member adds ``w * hot`` or ``w * cold``), and the argmax keeps the
+    lowest class on ties: the labels equal :func:`medfuse.fusion.fuse_probabilities` bit for bit. In log
+    space a second set of sums adds ``w * log(max(p, eps))`` read as the fusion kernel reads it
+    (:func:`medfuse._kernels.spaces._load_log`); the linear sums are kept for the entropy.
+Logs
+    No libm call per value: a float16 member's ``p ln p`` is one load from a 65536-entry table (``plogp16``);
+    a float32 value's log is :func:`medfuse._kernels.spaces._log32` (its top 16 bits from a table, the rest
+    by a cubic ``log1p``; ~1e-9 absolute), also used for ``pbar ln pbar``. The entropy of the mean is
+    ``(S ln S - sum_c pbar_c ln pbar_c) / S`` with ``S = sum_c pbar_c`` (the renormalisation where per-class
+    weights make ``S`` differ from 1).
+Checks
+    The same as the fusion kernel's, with the same results: the largest raw bit pattern (or label) per
+    member, and the class sums of the very same sampled voxels (``check_size`` voxels of every
+    ``check_every``-th chunk of ``fchunk`` voxels, the fusion kernel's chunk), checked by the small chunk
+    that holds the sample's first voxel. A label ``>= C`` is counted nowhere (the wrapper refuses it).
+
+The accumulators' kernels (:func:`_member_stats`, :func:`_mean_entropy`, :func:`_compare_members`) compute
+the same quantities when members arrive one at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import jit
+from .f16 import _bits_to_float32
+from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
+from .logf import _float32_bits
+from .raw import _view
+from .spaces import _hard_values, _hard_values_log, _load_log, _log32
+
+__all__ = ["TINY", "_compare_members", "_mean_entropy", "_member_stats", "_uncertainty_chunks", "_xlogx"]
+
+#: the smallest normal float32: ``x ln x`` clamps the log's argument to it (so 0 ln 0 = 0)
+TINY = np.float32(np.finfo(np.float32).tiny)
+
+
+@jit
+def _xlogx(x, tab):
+    """``x ln x`` of a float32 ``x`` (0 for ``x <= 0``), the log by :func:`_log32` (``tab``: the log table)."""
+    y = max(x, np.float32(0.0))
+    return y * _log32(_float32_bits(max(y, TINY)), tab, TINY)
+
+
+@jit
+def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_voxels, chunk, log, fchunk,
+                        check_every, check_size, tol, out_addr, out_kind, entropy, mutual, disagreement,
+                        maxbits, sum_bad, sum_checked, volumes, overlap, fused_volumes, tab, plogp16, eps):
+    """Fused labels, uncertainty maps and counts on chunks ``k0 .. k1`` (see the module docstring).
+
+    Parameters
+    ----------
+    k0, k1, t : int
+        Chunk range and its index (row of the per-range outputs).
+    addrs, kinds, cstrides : (M,) int64
+        Base address, kind (``KIND_*``) and channel stride in items of each member.
+    weights : (M, C) float32
+        Weights normalised per class (as the fusion kernel gets them).
+    omega : (M,) float32
+        Member shares (the weights of the member entropies and the disagreement).
+    n_voxels, chunk : int
+        Voxels per channel; voxels per chunk (a power of two dividing ``fchunk``).
+    log : bool
+        Fuse in log space (the labels only; the maps always use the linear mean).
+    fchunk, check_every, check_size, tol :
+        The fusion kernel's chunk and sampled sum check (``check_every == 0``: no check).
+    out_addr, out_kind : int
+        Label output (uint8 if ``out_kind == 0`` else uint16), ``n_voxels`` items.
+    entropy, mutual, disagreement : (n_voxels,) float32
+        The maps, written.
+    maxbits, sum_bad, sum_checked : (R, M) uint64, (R, M) int64, (R,) int64, zeroed
+        The checks' results, as in the fusion kernel.
+    volumes, overlap : (R, M, C) int64, zeroed; fused_volumes : (R, C) int64, zeroed
+        Per range: voxels of member argmax ``c``; of member argmax and fused label ``c``; of fused ``c``.
+    tab : float32
+        :func:`medfuse.fusion.run.log_table` (float32 logs by :func:`_log32`; log space: the float16 logs).
+    plogp16 : (65536,) float32
+        ``p ln p`` of every float16 pattern (0 for ``p <= 0`` and non-finite patterns).
+    eps : float32
+        Log space: probabilities are clamped to ``eps`` before their log.
+    """
+    n_members = addrs.size
+    n_classes = weights.shape[1]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    lin = np.empty((n_classes, chunk), np.float32)  # linear class sums
+    lg = np.empty((n_classes if log else 0, chunk), np.float32)  # log-space class sums
+    best = np.empty(chunk, np.float32)
+    lab = np.empty(chunk, np.int64)
+    hm = np.empty(chunk, np.float32)  # sum_m omega_m sum_c p ln p  (minus the weighted member entropy)
+    mbest = np.empty(chunk, np.float32)
+    marg = np.empty((n_members, chunk), np.uint16)
+    s = np.empty(max(0, check_size), np.float32)
+    hot, cold = _hard_values(eps)
+    lhot, lcold = _hard_values_log(eps)
+    for k in range(k0, k1):
+        s0 = k * chunk
+        n = min(chunk, n_voxels - s0)
+        for i in range(n):
+            hm[i] = zero
+        # ---- members in order: class sums, member entropy, member argmax
+        for m in range(n_members):
+            kind = kinds[m]
+            first = m == 0
+            om = omega[m]
+            ma = marg[m]
+            if kind in (KIND_U8, KIND_U16):
+                if kind == KIND_U8:
+                    l8 = _view(addrs[m] + s0, n, np.uint8)
+                    x8 = np.uint8(0)
+                    for i in range(n):
+                        ma[i] = l8[i]
+                        x8 = max(x8, l8[i])
+                    maxbits[t, m] = max(maxbits[t, m], np.uint64(x8))
+                else:
+                    l16 = _view(addrs[m] + 2 * s0, n, np.uint16)
+                    x16 = np.uint16(0)
+                    for i in range(n):
+                        ma[i] = l16[i]
+                        x16 = max(x16, l16[i])
+                    maxbits[t, m] = max(maxbits[t, m], np.uint64(x16))
+                for c in range(n_classes):
+                    wc = weights[m, c] * hot
+                    wl = weights[m, c] * cold
+                    row = lin[c]
+                    for i in range(n):
+                        u = zero if first else row[i]
+                        u += wc if ma[i] == c else wl
+                        row[i] = u
+                    if log:
+                        wc = weights[m, c] * lhot
+                        wl = weights[m, c] * lcold
+                        row = lg[c]
+                        for i in range(n):
+                            u = zero if first else row[i]
+                            u += wc if ma[i] == c else wl
+                            row[i] = u
+                continue
+            for i in range(n):
+                mbest[i] = -np.inf
+                ma[i] = 0
+            top = np.uint64(0)
+            for c in range(n_classes):
+                w = weights[m, c]
+                row = lin[c]
+                ci = np.uint16(c)
+                if kind == KIND_F16:
+                    h = _view(addrs[m] + 2 * (c * cstrides[m] + s0), n, np.uint16)
+                    y16 = np.uint16(0)
+                    for i in range(n):
+                        b = h[i]
+                        p = _bits_to_float32(b)
+                        u = zero if first else row[i]
+                        u += w * p
+                        row[i] = u
+                        bb = mbest[i]
+                        gt = p > bb
+                        mbest[i] = p if gt else bb
+                        ma[i] = ci if gt else ma[i]
+                        y16 = max(y16, b)
+                    top = max(top, np.uint64(y16))
+                    for i in range(n):  # the table loads in a loop of their own: the one above vectorises
+                        hm[i] += om * plogp16[h[i]]
+                    if log:
+                        row = lg[c]
+                        for i in range(n):
+                            u = zero if first else row[i]
+                            u += w * _load_log(h[i], tab, eps)
+                            row[i] = u
+                else:
+                    f = _view(addrs[m] + 4 * (c * cstrides[m] + s0), n, np.uint32)
+                    y32 = np.uint32(0)
+                    for i in range(n):
+                        e = f[i]
+                        p = _bits_to_float32(e)
+                        u = zero if first else row[i]
+                        u += w * p
+                        row[i] = u
+                        bb = mbest[i]
+                        gt = p > bb
+                        mbest[i] = p if gt else bb
+                        ma[i] = ci if gt else ma[i]
+                        y32 = max(y32, e)
+                    top = max(top, np.uint64(y32))
+                    for i in range(n):
+                        hm[i] += om * _xlogx(_bits_to_float32(f[i]), tab)
+                    if log:
+                        row = lg[c]
+                        for i in range(n):
+                            u = zero if first else row[i]
+                            u += w * _load_log(f[i], tab, eps)
+                            row[i] = u
+            maxbits[t, m] = max(maxbits[t, m], top)
+
+        # ---- fused argmax (lowest class on ties), as the fusion kernel's running argmax
+        for i in range(n):
+            best[i] = -np.inf
+            lab[i] = 0
+        for c in range(n_classes):
+            row = lg[c] if log else lin[c]
+            for i in range(n):
+                u = row[i]
+                b = best[i]
+                gt = u > b
+                best[i] = u if gt else b
+                lab[i] = c if gt else lab[i]
+        if out_kind == 0:
+            o8 = _view(out_addr + s0, n, np.uint8)
+            for i in range(n):
+                o8[i] = lab[i]
+        else:
+            o16 = _view(out_addr + 2 * s0, n, np.uint16)
+            for i in range(n):
+                o16[i] = lab[i]
+
+        # ---- entropy of the (renormalised) linear mean, mutual information
+        for i in range(n):
+            best[i] = zero  # S = sum_c pbar_c
+            mbest[i] = zero  # sum_c pbar_c ln pbar_c
+        for c in range(n_classes):
+            row = lin[c]
+            for i in range(n):
+                x = row[i]
+                best[i] += x
+                mbest[i] += _xlogx(x, tab)
+        ent = entropy[s0:s0 + n]
+        mi = mutual[s0:s0 + n]
+        for i in range(n):
+            tot = best[i]
+            hbar = (_xlogx(tot, tab) - mbest[i]) / tot if tot > zero else zero
+            hbar = max(hbar, zero)
+            ent[i] = hbar
+            mi[i] = max(hbar + hm[i], zero)
+
+        # ---- disagreement and counts
+        dis = disagreement[s0:s0 + n]
+        for i in range(n):
+            dis[i] = zero
+        fv = fused_volumes[t]
+        for i in range(n):
+            fv[lab[i]] += 1
+        for m in range(n_members):
+            ma = marg[m]
+            om = omega[m]
+            vm = volumes[t, m]
+            ov = overlap[t, m]
+            for i in range(n):
+                a = np.int64(ma[i])
+                same = a == lab[i]
+                dis[i] += zero if same else om
+                if a < n_classes:
+                    vm[a] += 1
+                    if same:
+                        ov[a] += 1
+
+        # ---- the fusion kernel's sampled sum check: the sample of fusion chunk K starts in this chunk
+        if check_every > 0:
+            kf = s0 // fchunk
+            if kf % check_every == 0:
+                f0 = kf * fchunk
+                fn = min(fchunk, n_voxels - f0)
+                ns = min(fn, check_size)
+                s1 = f0 + ((kf // check_every) * 40503 % (fn - ns + 1)) // 16 * 16
+                if s0 <= s1 < s0 + n:
+                    for m in range(n_members):
+                        kind = kinds[m]
+                        if kind != KIND_F16 and kind != KIND_F32:
+                            continue
+                        for i in range(ns):
+                            s[i] = zero
+                        for c in range(n_classes):
+                            if kind == KIND_F16:
+                                h = _view(addrs[m] + 2 * (c * cstrides[m] + s1), ns, np.uint16)
+                                for i in range(ns):
+                                    s[i] += _bits_to_float32(h[i])
+                            else:
+                                f = _view(addrs[m] + 4 * (c * cstrides[m] + s1), ns, np.uint32)
+                                for i in range(ns):
+                                    s[i] += _bits_to_float32(f[i])
+                        bad = 0
+                        for i in range(ns):
+                            bad += 0 if abs(s[i] - one) <= tol else 1
+                        sum_bad[t, m] += bad
+                    sum_checked[t] += ns
+
+
+@jit
+def _member_stats(k0, k1, t, src_addr, kind, cstride, n_classes, n_voxels, chunk, arg, ent, tab, plogp16):
+    """One member's argmax (lowest class on ties) into ``arg`` (uint8 or uint16, ``n_voxels``) and its entropy
+    ``-sum_c p ln p`` into ``ent`` (float32), on chunks ``k0 .. k1``; ``kind``: 0 float16, 1 float32, with
+    ``C`` rows ``cstride`` items apart."""
+    best = np.empty(chunk, np.float32)
+    for k in range(k0, k1):
+        s0 = k * chunk
+        n = min(chunk, n_voxels - s0)
+        a = arg[s0:s0 + n]
+        h = ent[s0:s0 + n]
+        for i in range(n):
+            best[i] = -np.inf
+            a[i] = 0
+            h[i] = 0.0
+        for c in range(n_classes):
+            if kind == 0:
+                r16 = _view(src_addr + 2 * (c * cstride + s0), n, np.uint16)
+                for i in range(n):
+                    p = _bits_to_float32(r16[i])
+                    h[i] -= plogp16[r16[i]]
+                    gt = p > best[i]
+                    best[i] = p if gt else best[i]
+                    a[i] = c if gt else a[i]
+            else:
+                r32 = _view(src_addr + 4 * (c * cstride + s0), n, np.uint32)
+                for i in range(n):
+                    p = _bits_to_float32(r32[i])
+                    h[i] -= _xlogx(p, tab)
+                    gt = p > best[i]
+                    best[i] = p if gt else best[i]
+                    a[i] = c if gt else a[i]
+
+
+@jit
+def _mean_entropy(k0, k1, t, sums_addr, sums_kind, scale, n_voxels, chunk, out, tab):
+    """Entropy of ``pbar[c] = sums[c] * scale[c]`` renormalised over classes, into ``out`` (float32).
+
+    ``sums``: ``(C, n_voxels)`` C-contiguous, ``sums_kind`` 0 uint8, 1 uint16, 2 float32 (vote counts or
+    probability sums); ``scale``: (C,) float32.
+    """
+    n_classes = scale.size
+    tot = np.empty(chunk, np.float32)
+    plp = np.empty(chunk, np.float32)
+    zero = np.float32(0.0)
+    for k in range(k0, k1):
+        s0 = k * chunk
+        n = min(chunk, n_voxels - s0)
+        for i in range(n):
+            tot[i] = zero
+            plp[i] = zero
+        for c in range(n_classes):
+            j = c * n_voxels + s0
+            sc = scale[c]
+            if sums_kind == 0:
+                c8 = _view(sums_addr + j, n, np.uint8)
+                for i in range(n):
+                    x = np.float32(c8[i]) * sc
+                    tot[i] += x
+                    plp[i] += _xlogx(x, tab)
+            elif sums_kind == 1:
+                c16 = _view(sums_addr + 2 * j, n, np.uint16)
+                for i in range(n):
+                    x = np.float32(c16[i]) * sc
+                    tot[i] += x
+                    plp[i] += _xlogx(x, tab)
+            else:
+                c32 = _view(sums_addr + 4 * j, n, np.float32)
+                for i in range(n):
+                    x = c32[i] * sc
+                    tot[i] += x
+                    plp[i] += _xlogx(x, tab)
+        o = out[s0:s0 + n]
+        for i in range(n):
+            x = tot[i]
+            o[i] = max((_xlogx(x, tab) - plp[i]) / x, zero) if x > zero else zero
+
+
+@jit
+def _compare_members(k0, k1, t, arg_addrs, arg_kind, omega, fused_addr, fused_kind, n_classes, n_voxels, chunk,
+                     disagreement, volumes, overlap, fused_volumes):
+    """Disagreement (``sum_m omega_m [arg_m != fused]``, into ``disagreement``) and the per-range counts of
+    :func:`_uncertainty_chunks`, from the members' stored argmax maps (``arg_kind`` 0 uint8, 1 uint16, at
+    ``arg_addrs``) and the fused labels (``fused_kind`` likewise). Fused labels ``>= n_classes`` (an undecided
+    vote) are counted nowhere and agree with no member."""
+    n_members = arg_addrs.size
+    zero = np.float32(0.0)
+    lab = np.empty(chunk, np.int64)
+    for k in range(k0, k1):
+        s0 = k * chunk
+        n = min(chunk, n_voxels - s0)
+        if fused_kind == 0:
+            f8 = _view(fused_addr + s0, n, np.uint8)
+            for i in range(n):
+                lab[i] = f8[i]
+        else:
+            f16 = _view(fused_addr + 2 * s0, n, np.uint16)
+            for i in range(n):
+                lab[i] = f16[i]
+        fv = fused_volumes[t]
+        dis = disagreement[s0:s0 + n]
+        for i in range(n):
+            dis[i] = zero
+            if lab[i] < n_classes:
+                fv[lab[i]] += 1
+        for m in range(n_members):
+            om = omega[m]
+            vm = volumes[t, m]
+            ov = overlap[t, m]
+            if arg_kind == 0:
+                a8 = _view(arg_addrs[m] + s0, n, np.uint8)
+            else:
+                a16 = _view(arg_addrs[m] + 2 * s0, n, np.uint16)
+            for i in range(n):
+                a = np.int64(a8[i]) if arg_kind == 0 else np.int64(a16[i])
+                same = a == lab[i]
+                dis[i] += zero if same else om
+                if a < n_classes:
+                    vm[a] += 1
+                    if same:
+                        ov[a] += 1
