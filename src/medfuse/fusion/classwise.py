@@ -56,18 +56,8 @@ __all__ = ["ClassMajorMean", "class_major_channels"]
 
 #: voxels per chunk of the argmax kernel (float32 plane + best + labels stay in L2)
 _CHUNK = 1 << 15
-
-_PLOGP: NDArray[np.float32] | None = None
-
-
-def _plogp_table() -> NDArray[np.float32]:
-    global _PLOGP
-    if _PLOGP is None:
-        from .._kernels.planes import plogp_table
-
-        _PLOGP = plogp_table()
-    return _PLOGP
-
+#: the table argument of the linear kernels (unused)
+_NO_TABLE = np.zeros(1, dtype=np.float32)
 
 @dataclass
 class _MemberTrack:
@@ -235,7 +225,7 @@ class ClassMajorMean:
         threads = n_threads()
         maxbits = np.zeros(threads, dtype=np.uint64)
         if self._shares is not None:
-            self._add_tracked(bits, b, member, weight, maxbits)
+            self._add_tracked(bits, b, member, weight, maxbits, threads)
         else:
             args = (self._plane, b[0][0], b[1][0], b[2][0], bits, np.float32(weight), maxbits)
             if self._log:
@@ -261,10 +251,10 @@ class ClassMajorMean:
                 self._lin[region] += np.float32(weight)
 
     def _add_tracked(self, bits: NDArray[Any], box: Box, member: int | None, weight: float,
-                     maxbits: NDArray[np.uint64]) -> None:
+                     maxbits: NDArray[np.uint64], threads: int) -> None:
         """The add of :meth:`add_probabilities` with the uncertainty terms, in one pass over the channel."""
         from .._kernels.planes import _add_box_uncertainty, _add_box_uncertainty_log
-        from .._kernels.threads import n_threads, run_chunked
+        from .._kernels.threads import run_chunked
 
         m, track = self._track(member, box)
         if track.best is None or track.arg is None:
@@ -275,11 +265,11 @@ class ClassMajorMean:
                 track.best = track.best.view(np.float16).astype(np.float32).view(np.uint32)
             bits = bits.view(np.float16).astype(np.float32).view(np.uint32)
         shares = self._shares if self._shares is not None else np.ones(1)
-        tab = log_table(float(self._eps)) if self._log else _plogp_table()
+        tab = log_table(float(self._eps)) if self._log else _NO_TABLE
         kernel = _add_box_uncertainty_log if self._log else _add_box_uncertainty
-        run_chunked(kernel, bits.shape[0], n_threads(), self._plane, self._lin, self._ment, box[0][0], box[1][0],
+        run_chunked(kernel, bits.shape[0], threads, self._plane, self._lin, self._ment, box[0][0], box[1][0],
                     box[2][0], bits, np.float32(weight), np.float32(shares[m]), maxbits, tab, self._eps,
-                    _plogp_table(), self._class, track.best, track.arg, self._log)
+                    self._class, track.best, track.arg, self._log)
 
     def add_labels(self, labels: NDArray[Any], *, weight: float, member: int | None = None) -> None:
         """Add ``weight`` where a hard member's label map (covering the whole region) is the current class.
@@ -319,7 +309,8 @@ class ClassMajorMean:
         scale = np.float32(1.0 / total_weight)
         flat = self._plane.reshape(-1)
         n_chunks = -(-flat.size // _CHUNK)
-        run_chunked(_argmax_update, n_chunks, n_threads(), _CHUNK, flat, scale, c, self._best.reshape(-1),
+        threads = n_threads()
+        run_chunked(_argmax_update, n_chunks, threads, _CHUNK, flat, scale, c, self._best.reshape(-1),
                     self._labels.reshape(-1))
         if self._shares is not None:
             from .._kernels.planes import _entropy_update
@@ -327,7 +318,7 @@ class ClassMajorMean:
             if self._added != self._shares.shape[0]:
                 raise ValidationError(f"class {c}: {self._added} members were added, but `weights` names "
                                       f"{self._shares.shape[0]}; add every member for every class.")
-            run_chunked(_entropy_update, n_chunks, n_threads(), _CHUNK, self._lin.reshape(-1), scale, c,
+            run_chunked(_entropy_update, n_chunks, threads, _CHUNK, self._lin.reshape(-1), scale, c,
                         self._qlogq.reshape(-1), self._qsum.reshape(-1))
         if self._probs is not None:
             np.multiply(self._plane, scale, out=self._probs[c], casting="unsafe")
