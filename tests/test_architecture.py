@@ -21,7 +21,7 @@ PACKAGE = SRC / "medfuse"
 LAYERS: dict[str, int] = {
     "": 0, "_version": 0, "errors": 0, "geometry": 0, "_core": 0,
     "_kernels": 1,
-    "metrics": 2, "fusion": 2, "postprocess": 2, "plots": 2,
+    "metrics": 2, "fusion": 2, "postprocess": 2, "plots": 2, "quality": 2,
     "io": 3,
     "folders": 4, "search": 4, "inference": 4,
     "synthetic": 5, "bench": 5,

@@ -8,9 +8,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from ._core.optional import import_optional
 
-__all__ = ["dice_boxplot", "per_label_values"]
+__all__ = ["dice_boxplot", "per_label_values", "qa_ranking_plot", "qa_slices_plot", "worst_slices"]
 
 #: Boundary metrics measured in mm (no fixed [0, 1] axis).
 _DISTANCES = ("HD", "HD95", "ASSD", "MASD", "ASD_REF_TO_PRED", "ASD_PRED_TO_REF")
@@ -44,9 +47,7 @@ def dice_boxplot(
     path : path
         PNG file to write.
     """
-    mpl = import_optional("matplotlib", purpose="plots")
-    mpl.use("Agg")
-    plt = import_optional("matplotlib.pyplot", purpose="plots")
+    plt = _pyplot()
     data: dict[str, Mapping[Any, Sequence[float]]] = {
         name: (g if isinstance(g, Mapping) else per_label_values(g, metric)) for name, g in groups.items()
     }
@@ -83,6 +84,16 @@ def dice_boxplot(
     if len(data) > 1:
         ax.legend(loc="lower left", fontsize="small")
     fig.tight_layout()
+    return _save(plt, fig, path)
+
+
+def _pyplot() -> Any:
+    mpl = import_optional("matplotlib", purpose="plots")
+    mpl.use("Agg")
+    return import_optional("matplotlib.pyplot", purpose="plots")
+
+
+def _save(plt: Any, fig: Any, path: str | os.PathLike[str]) -> Path:
     from ._core.atomic import atomic_write
 
     out = Path(path)
@@ -92,3 +103,114 @@ def dice_boxplot(
     finally:
         plt.close(fig)
     return out
+
+
+def qa_ranking_plot(rows: Sequence[Any], path: str | os.PathLike[str], *, title: str | None = None,
+                    top: int | None = None) -> Path:
+    """Cases ranked by QA score (most suspicious on the left), each bar the stack of its components.
+
+    Components have different units (nats, Dice, ratios), so each is scaled to ``[0, 1]`` by its largest
+    value over the cases before stacking: a bar shows which components make a case stand out, the black
+    dots (right axis) its ``qa_score``.
+
+    Parameters
+    ----------
+    rows : sequence of CaseQA
+        QA rows (:func:`medfuse.quality.case_qa`); drawn in ``qa_score`` order, highest first.
+    path : path
+        PNG file to write.
+    top : int, optional
+        Draw only the ``top`` most suspicious cases.
+    """
+    plt = _pyplot()
+    ranked = sorted(rows, key=lambda r: (-float(r.qa_score), str(r.case)))[:top]
+    names: list[str] = []
+    for r in ranked:
+        names.extend(k for k in r.components if k not in names)
+    values = np.array([[float(r.components.get(k, 0.0)) for k in names] for r in ranked], dtype=np.float64)
+    values = np.where(np.isfinite(values), np.abs(values), 0.0).reshape(len(ranked), len(names))
+    scale = values.max(axis=0) if values.size else np.ones(len(names))
+    shares = values / np.where(scale > 0, scale, 1.0)
+    fig, ax = plt.subplots(figsize=(min(max(6.0, 0.35 * len(ranked) + 3), 24.0), 4.8))
+    x = np.arange(len(ranked))
+    bottom = np.zeros(len(ranked))
+    for j, name in enumerate(names):
+        ax.bar(x, shares[:, j], bottom=bottom, width=0.8, label=name.replace("_", " "), color=f"C{j % 10}")
+        bottom += shares[:, j]
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(r.case) for r in ranked], rotation=90 if len(ranked) > 6 else 0, fontsize="small")
+    ax.set_ylabel("components (each scaled to its largest value)")
+    ax.set_xlabel("case, most suspicious first")
+    twin = ax.twinx()
+    twin.plot(x, [float(r.qa_score) for r in ranked], "ko", ms=4, label="qa_score")
+    twin.set_ylabel("qa_score")
+    if names:
+        ax.legend(loc="upper right", fontsize="x-small", ncol=2)
+    ax.set_title(title or f"QA ranking of {len(ranked)} cases", fontsize="medium")
+    fig.tight_layout()
+    return _save(plt, fig, path)
+
+
+def worst_slices(entropy: NDArray[Any], n: int = 3) -> list[int]:
+    """The ``n`` axial slices (axis 0) with the largest summed entropy, in slice order (ties: lower first)."""
+    sums = np.asarray(entropy, dtype=np.float64).reshape(entropy.shape[0], -1).sum(axis=1)
+    order = np.argsort(-sums, kind="stable")[:max(0, int(n))]
+    return sorted(int(i) for i in order)
+
+
+def qa_slices_plot(path: str | os.PathLike[str], labels: NDArray[Any], entropy: NDArray[Any],
+                   members: Sequence[NDArray[Any]], *, member_names: Sequence[str] | None = None,
+                   slices: Sequence[int] | None = None, n_slices: int = 3, title: str | None = None) -> Path:
+    """The worst slices of one case: fused labels with the entropy overlaid, and the members' labels beside.
+
+    One row per slice (by default the ``n_slices`` axial slices with the largest summed entropy:
+    :func:`worst_slices`); columns: the fused labels under the entropy map (transparent where 0), then
+    each member's labels, all in one label colour map.
+
+    Parameters
+    ----------
+    path : path
+        PNG file to write.
+    labels : ndarray of shape (Z, Y, X)
+        The fused labels.
+    entropy : ndarray of shape (Z, Y, X)
+        The entropy map (:class:`medfuse.UncertaintyMaps`).
+    members : sequence of ndarray of shape (Z, Y, X)
+        Each member's labels.
+    """
+    plt = _pyplot()
+    lab = np.asarray(labels)
+    ent = np.asarray(entropy, dtype=np.float32)
+    if ent.shape != lab.shape or any(np.shape(m) != lab.shape for m in members) or lab.ndim != 3:
+        from .errors import ValidationError
+
+        raise ValidationError(f"`labels`, `entropy` and every member must be 3-D of one shape; got {lab.shape}, "
+                              f"{ent.shape} and {[np.shape(m) for m in members]}.")
+    rows_z = list(slices) if slices is not None else worst_slices(ent, n_slices)
+    n_cols = 1 + len(members)
+    names = list(member_names or [f"member {m}" for m in range(len(members))])
+    top_label = max([int(lab.max()) if lab.size else 0] + [int(np.max(m)) if np.size(m) else 0 for m in members])
+    vmax = max(top_label, 1)
+    ent_max = float(ent.max()) if ent.size else 1.0
+    fig, axes = plt.subplots(max(len(rows_z), 1), n_cols, figsize=(2.6 * n_cols, 2.6 * max(len(rows_z), 1)),
+                             squeeze=False)
+    cmap = "tab20" if vmax > 9 else "tab10"
+    for r, z in enumerate(rows_z):
+        ax = axes[r][0]
+        ax.imshow(lab[z], cmap=cmap, vmin=0, vmax=max(vmax, 9), interpolation="nearest")
+        im = ax.imshow(np.ma.masked_less_equal(ent[z], 0.0), cmap="magma", alpha=0.75, vmin=0,
+                       vmax=ent_max if ent_max > 0 else 1.0, interpolation="nearest")
+        ax.set_title(f"fused + entropy, z={z}", fontsize="x-small")
+        for m, member in enumerate(members):
+            axes[r][m + 1].imshow(np.asarray(member)[z], cmap=cmap, vmin=0, vmax=max(vmax, 9),
+                                  interpolation="nearest")
+            axes[r][m + 1].set_title(f"{names[m]}", fontsize="x-small")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    for row in axes:
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize="small")
+    fig.tight_layout()
+    return _save(plt, fig, path)

@@ -61,6 +61,8 @@ class _CaseJob:
     save_probabilities: bool
     space: str = "probability"  # "mean" in probability or log space (fusion.run.Space)
     eps: float = 1e-6
+    qa: bool = False  # also the uncertainty maps and the case's QA row
+    save_uncertainty: tuple[str, ...] = ()  # maps written as <case>_<map>.nii.gz
 
 
 def _member_weight(weights: NDArray[np.float64] | None, m: int, num_classes: int, folder: str) -> NDArray[np.float64]:
@@ -76,7 +78,7 @@ def _member_weight(weights: NDArray[np.float64] | None, m: int, num_classes: int
 
 
 def _mean_class_major(sources: Sequence[Any], job: _CaseJob, num_classes: int, domain: Box,
-                      domain_shape: tuple[int, ...]) -> tuple[NDArray[Any], NDArray[np.float16] | None]:
+                      domain_shape: tuple[int, ...]) -> tuple[NDArray[Any], NDArray[np.float16] | None, Any]:
     """Weighted mean + argmax, reading every member's class c before any member's class c + 1.
 
     Every probability member is checked as the in-memory API checks it (values in the adding pass, class
@@ -90,7 +92,8 @@ def _mean_class_major(sources: Sequence[Any], job: _CaseJob, num_classes: int, d
         n_members=len(sources), n_classes=num_classes)
     names = {m: f"case {job.case!r}: member {str(s.npz_path or s.label_path)!r}" for m, s in enumerate(sources)}
     fuser = ClassMajorMean(num_classes, domain_shape, keep_probabilities=job.save_probabilities, names=names,
-                           space="log" if job.space == "log" else "probability", eps=job.eps)
+                           space="log" if job.space == "log" else "probability", eps=job.eps,
+                           uncertainty=job.qa, weights=weights if job.qa else None)
     hard = {m: _crop(s.read_labels(), domain) for m, s in enumerate(sources) if not s.has_probabilities}
     boxes = {m: _relative(_box_of(s), domain) for m, s in enumerate(sources) if s.has_probabilities}
     streams = [s.iter_channels() if s.has_probabilities else None for s in sources]
@@ -99,7 +102,7 @@ def _mean_class_major(sources: Sequence[Any], job: _CaseJob, num_classes: int, d
         fuser.begin_class(c)
         for m in range(len(sources)):
             if m in hard:
-                fuser.add_labels(hard[m], weight=float(weights[m, c]))
+                fuser.add_labels(hard[m], weight=float(weights[m, c]), member=m)
                 continue
             got_c, got_m, channel = next(channels)
             if (got_c, got_m) != (c, m):  # pragma: no cover - class_major_channels keeps the order
@@ -107,22 +110,31 @@ def _mean_class_major(sources: Sequence[Any], job: _CaseJob, num_classes: int, d
             fuser.add_probabilities(channel, weight=float(weights[m, c]), box=boxes[m], member=m)
             del channel
         fuser.end_class(float(weights[:, c].sum()))
-    return fuser.labels(), (fuser.probabilities() if job.save_probabilities else None)
+    labels = fuser.labels()
+    maps = fuser.uncertainty() if job.qa else None
+    return labels, (fuser.probabilities() if job.save_probabilities else None), maps
 
 
 def _staple_case(sources: Sequence[Any], num_classes: int, domain: Box, domain_shape: tuple[int, ...],
-                 n_voxels: int) -> tuple[NDArray[Any], int]:
+                 n_voxels: int, qa: bool) -> tuple[NDArray[Any], int, Any]:
     """STAPLE of the members' labels (argmax of probabilities) in the domain; the all-background voxels
     outside it still count, so the result equals STAPLE of the full maps."""
     from ..fusion.staple import staple_in_box
 
     members = [paste_into_box(s.argmax_labels(full=False), _relative(_box_of(s), domain), domain_shape, fill=0)
                if s.has_probabilities else _crop(s.read_labels(), domain) for s in sources]
-    return staple_in_box(members, outside_voxels=n_voxels - int(np.prod(domain_shape)), num_classes=num_classes)
+    labels, outside = staple_in_box(members, outside_voxels=n_voxels - int(np.prod(domain_shape)),
+                                    num_classes=num_classes)
+    maps = None
+    if qa:  # STAPLE weighs its members itself: equal shares in the maps
+        from .qa import hard_member_maps
+
+        maps = hard_member_maps(members, labels, np.full(len(members), 1.0 / len(members)), num_classes)
+    return labels, outside, maps
 
 
-def _fuse_case(job: _CaseJob) -> tuple[str, float]:
-    """Fuse one case and write it; returns (case, seconds). Runs in a worker."""
+def _fuse_case(job: _CaseJob) -> tuple[str, float, dict[str, Any] | None]:
+    """Fuse one case and write it; returns (case, seconds, its QA record or None). Runs in a worker."""
     from .. import io
     from ..fusion import VoteAccumulator
 
@@ -158,12 +170,16 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float]:
     fused_probs: NDArray[np.float16] | None = None
     outside_label = 0
     method = job.method if job.method != "mean" or any(s.has_probabilities for s in sources) else "vote"
+    maps: Any = None
     if method == "mean":
-        labels, fused_probs = _mean_class_major(sources, job, num_classes, domain, domain_shape)
+        labels, fused_probs, maps = _mean_class_major(sources, job, num_classes, domain, domain_shape)
     elif method == "staple":
-        labels, outside_label = _staple_case(sources, num_classes, domain, domain_shape, int(np.prod(shape)))
+        labels, outside_label, maps = _staple_case(sources, num_classes, domain, domain_shape, int(np.prod(shape)),
+                                                   job.qa)
     else:
         vote = VoteAccumulator(num_classes, domain_shape)
+        kept: list[NDArray[Any]] = []  # qa: the members' labels, for the in-memory maps
+        shares = np.zeros(len(sources))
         for m, s in enumerate(sources):
             w = _member_weight(job.weights, m, num_classes, str(s.folder.path))
             if np.ptp(w) > 0:
@@ -175,9 +191,21 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float]:
             else:
                 member = _crop(s.read_labels(), domain)
             vote.add(member, weight=float(w[0]))
+            shares[m] = w[0]
+            if job.qa:
+                kept.append(member)
             del member
         labels = vote.labels()
         del vote
+        if job.qa:
+            from .qa import hard_member_maps
+
+            maps = hard_member_maps(kept, labels, shares / shares.sum(), num_classes)
+            del kept
+    record = None
+    if maps is not None:
+        record = _qa_record(job, maps, labels, domain, geometry)
+        del maps
 
     if job.postprocessing is not None:
         from ..postprocess import Postprocessing, apply_postprocessing
@@ -192,4 +220,16 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float]:
                          geometry=geometry, crop_bbox=[list(b) for b in domain])
     else:
         io.write_nifti(out / f"{job.case}.nii.gz", out_labels, geometry)
-    return job.case, time.perf_counter() - t0
+    return job.case, time.perf_counter() - t0, record
+
+
+def _qa_record(job: _CaseJob, maps: Any, labels: NDArray[Any], domain: Box, geometry: Geometry) -> dict[str, Any]:
+    """Write the maps asked for and return the case's QA row as journal data (the labels are the fusion's,
+    before postprocessing: the ones the maps describe)."""
+    from ..quality import case_qa
+    from .qa import grow_maps, record_of, write_maps
+
+    if job.save_uncertainty:
+        write_maps(Path(job.output), job.case, maps, job.save_uncertainty, domain, geometry)
+    grown, grown_labels, _ = grow_maps(maps, labels, domain, geometry.shape)
+    return record_of(case_qa(grown_labels, grown, case=job.case, spacing_mm=geometry.spacing))

@@ -26,8 +26,10 @@ from ..errors import CaseMismatchError, ValidationError
 from ..fusion.run import DEFAULT_EPS, Space, check_space
 from ..io.journal import FileDigest, digest_files, journaled_run, v1_case_files
 from ..io.jsonfile import write_json
+from ..quality import CaseQA, qa_table, write_qa
 from .cases import Method, _CaseJob, _fuse_case
 from .evaluate import Evaluation, evaluate_folder  # re-exported: the folder jobs live side by side
+from .qa import as_map_names, case_files, row_from_record
 
 __all__ = ["Evaluation", "FusionReport", "evaluate_folder", "fuse_folders"]
 
@@ -64,7 +66,11 @@ class FusionReport:
     postprocessing : dict or None
     fingerprint : str
         SHA-256 of the settings (resolved member folders, layouts, method, weights, postprocessing,
-        ``save_probabilities``, medfuse/numpy/numba versions) that marks every journal record.
+        ``save_probabilities``, medfuse/numpy/numba versions, QA settings) that marks every journal record.
+    space : str
+    qa : tuple of CaseQA
+        With ``qa=True``: every finished case's QA row (this run's and resumed ones), most suspicious first
+        (as ``qa.csv``); empty otherwise.
     """
 
     output: Path
@@ -79,6 +85,7 @@ class FusionReport:
     postprocessing: dict[str, Any] | None = None
     fingerprint: str = ""
     space: str = "probability"
+    qa: tuple[CaseQA, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """What this run did, as JSON-able data (``fusion.json`` describes the folder instead)."""
@@ -95,6 +102,7 @@ class FusionReport:
             "seconds_per_case": dict(sorted(self.seconds.items())),
             "fingerprint": self.fingerprint,
             "space": self.space,
+            **({"qa": [r.to_row() for r in self.qa]} if self.qa else {}),
         }
 
     def __repr__(self) -> str:
@@ -186,7 +194,7 @@ def _common_cases(folders: Sequence[Any], selected: Sequence[str] | None) -> lis
     return sorted(wanted)
 
 
-_Done = tuple[str, float, tuple[FileDigest, ...]]  # (case, seconds, digests of its files)
+_Done = tuple[str, float, tuple[FileDigest, ...], dict[str, Any] | None]  # (case, seconds, file digests, QA)
 
 
 def _fuse_and_digest(job: _CaseJob) -> _Done:
@@ -195,8 +203,9 @@ def _fuse_and_digest(job: _CaseJob) -> _Done:
     The coordinating process removed every file of the case before the job started (``Journal.begin``),
     so the files found now are exactly the ones this job wrote; it checks their sizes and records them.
     """
-    case, seconds = _fuse_case(job)
-    return case, seconds, digest_files(job.output, v1_case_files(case))
+    case, seconds, qa = _fuse_case(job)
+    names = (*v1_case_files(case), *(f"{case}_{n}.nii.gz" for n in job.save_uncertainty))
+    return case, seconds, digest_files(job.output, names), qa
 
 
 def _fusion_settings(paths: Sequence[Path], folders: Sequence[Any], method: Method,
@@ -228,6 +237,8 @@ def fuse_folders(
     progress: bool = True,
     space: Space = "probability",
     eps: float = DEFAULT_EPS,
+    qa: bool = False,
+    save_uncertainty: Sequence[str] = (),
 ) -> FusionReport:
     """Fuse the prediction folders of several models into one folder of label maps.
 
@@ -273,6 +284,18 @@ def fuse_folders(
         :func:`medfuse.fuse_probabilities`). Saved probabilities are then the normalised geometric mean.
     eps : float, default 1e-6
         Log space only: probabilities are clamped to ``eps`` before their log.
+    qa : bool, default False
+        Also compute each case's uncertainty maps in the same pass (:class:`medfuse.UncertaintyMaps`: the
+        class-major mean for ``"mean"``, the members' labels for ``"vote"`` and ``"staple"``), and its QA
+        row (:func:`medfuse.quality.case_qa`, with the case's spacing; on the fused labels before
+        postprocessing, which the maps describe). ``qa.csv`` and ``qa.json`` in ``output`` list every
+        finished case, most suspicious first (resumed cases keep the rows their journal records hold);
+        :attr:`FusionReport.qa` holds the same rows. Part of the settings (a resume needs the same).
+    save_uncertainty : sequence of str, default ()
+        With ``qa``: also write these maps (``"entropy"``, ``"mutual_information"``, ``"disagreement"``)
+        as ``<case>_<map>.nii.gz`` (float32, original geometry, 0 outside the fused domain, where every
+        member is certain background). Such files look like cases to a folder reader: keep this output out
+        of another ensemble's members, or write the maps to a separate run.
 
     Returns
     -------
@@ -312,28 +335,53 @@ def fuse_folders(
 
         pp_dict = Postprocessing.read(postprocessing).to_dict()
 
+    if not isinstance(qa, bool):
+        raise ValidationError(f"`qa` must be True or False; got {qa!r}.")
+    map_names = as_map_names(save_uncertainty)
+    if map_names and not qa:
+        raise ValidationError("`save_uncertainty` needs qa=True (the maps come from the QA pass); pass qa=True "
+                              "or leave `save_uncertainty` out.")
     folders = [io.open_folder(p) for p in paths]
     all_cases = _common_cases(folders, cases)
     settings = _fusion_settings(paths, folders, method, w, pp_dict, save_probabilities)
     if log:  # only then: the fingerprint of a probability-space run is what it was
         settings.update(space="log", eps=float(eps32))
+    if qa:  # likewise: a run without QA keeps its fingerprint
+        settings.update(qa=True, save_uncertainty=list(map_names))
     seconds: dict[str, float] = {}
+    rows: list[CaseQA] = []
     with journaled_run(out, settings, all_cases, overwrite=overwrite, command=_command("fuse_folders"),
-                       extra_files=(FUSION_JSON,)) as (journal, plan):
+                       extra_files=(FUSION_JSON,), case_files=case_files(map_names)) as (journal, plan):
         jobs = [_CaseJob(c, tuple(f.subset([c]) for f in folders), method, w, str(out), pp_dict,
-                         save_probabilities, "log" if log else "probability", float(eps32)) for c in plan.todo]
+                         save_probabilities, "log" if log else "probability", float(eps32), qa, map_names)
+                for c in plan.todo]
         try:
             journal.begin(plan.todo)
-            for case, sec, files in progress_bar(run_jobs(_fuse_and_digest, jobs, executor), enabled=progress,
-                                                 total=len(jobs), desc="fuse"):
-                journal.finish(case, files, seconds=round(sec, 3))
+            for case, sec, files, record in progress_bar(run_jobs(_fuse_and_digest, jobs, executor),
+                                                         enabled=progress, total=len(jobs), desc="fuse"):
+                journal.finish(case, files, seconds=round(sec, 3), **({"qa": record} if record else {}))
                 seconds[case] = sec
         finally:  # rebuilt from the journal: after a SIGKILL the next run rebuilds it the same way
             write_json(out / FUSION_JSON, {"medfuse_version": __version__, "fingerprint": journal.fingerprint,
                                            **settings, "cases": journal.completed()})
+            if qa:
+                rows = _qa_rows(journal, journal.completed())
+                write_qa(out, rows)
     return FusionReport(
         output=out, members=tuple(str(p) for p in paths), layouts=tuple(f.layout for f in folders),
         method=method, weights=None if w is None else w.tolist(), cases=tuple(all_cases),
         written=tuple(c for c in plan.todo if c in seconds), skipped=plan.done, seconds=seconds,
         postprocessing=pp_dict, fingerprint=journal.fingerprint, space="log" if log else "probability",
+        qa=tuple(rows),
     )
+
+
+def _qa_rows(journal: Any, cases: Sequence[str]) -> list[CaseQA]:
+    """The QA rows the journal records of ``cases`` hold, most suspicious first."""
+    rows = []
+    for case in cases:
+        row = row_from_record(journal.info(case))
+        if row is None:  # pragma: no cover - a verified record of a QA run holds its row
+            raise ValidationError(f"case {case!r}: its journal record holds no QA row; re-run with overwrite=True.")
+        rows.append(row)
+    return qa_table(rows)

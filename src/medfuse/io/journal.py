@@ -268,6 +268,17 @@ class Journal:
         self._write(self.records_dir / f"{case}.json", record)
         self._complete.add(case)
 
+    def info(self, case: str) -> dict[str, Any]:
+        """What :meth:`finish` recorded for ``case`` beside its files (``seconds``, a QA row, ...); empty
+        when there is no readable record."""
+        try:
+            data = json.loads((self.records_dir / f"{case}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if k not in ("case", "fingerprint", "state", "files")}
+
     def completed(self) -> list[str]:
         """Sorted cases whose files are recorded and verified (this run's and earlier identical runs')."""
         return sorted(self._complete)
@@ -275,8 +286,11 @@ class Journal:
 
 @contextmanager
 def journaled_run(folder: Path, settings: Mapping[str, Any], cases: Sequence[str], *, overwrite: bool,
-                  command: str, extra_files: Sequence[str] = ()) -> Iterator[tuple[Journal, ResumePlan]]:
-    """Lock ``folder``, sweep its stale temporaries, and plan the run from its journal (v1-layout cases).
+                  command: str, extra_files: Sequence[str] = (),
+                  case_files: Callable[[str], Sequence[str]] = v1_case_files,
+                  ) -> Iterator[tuple[Journal, ResumePlan]]:
+    """Lock ``folder``, sweep its stale temporaries, and plan the run from its journal (v1-layout cases,
+    or the files ``case_files`` names for a case).
 
     Yields the journal (``begin`` the ``todo`` cases, ``finish`` each one) and the plan; the lock is held
     until the ``with`` block ends. Raises :class:`~medfuse.errors.FolderLockedError` when another run
@@ -285,5 +299,5 @@ def journaled_run(folder: Path, settings: Mapping[str, Any], cases: Sequence[str
     folder.mkdir(parents=True, exist_ok=True)
     with folder_lock(folder, command=command):
         sweep_temporaries(folder)  # only under the lock: unlocked, they could be a live run's files
-        journal = Journal(folder, settings, case_files=v1_case_files, extra_files=extra_files)
+        journal = Journal(folder, settings, case_files=case_files, extra_files=extra_files)
         yield journal, journal.plan(cases, overwrite=overwrite)

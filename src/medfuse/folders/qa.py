@@ -1,0 +1,160 @@
+"""QA in folder fusion: one case's uncertainty maps in the original geometry, its QA row, qa.csv / qa.json.
+
+:func:`medfuse.fuse_folders` with ``qa=True`` computes each case's
+:class:`~medfuse.fusion.uncertainty.UncertaintyMaps` in the fusion pass over the fused domain (the union of
+the members' crop boxes, where foreground can be). Outside that domain every member is background with
+probability 1, so the maps are 0 there and every voxel counts for class 0: :func:`grow_maps` extends the
+maps to the domain plus :data:`QA_MARGIN` voxels (clipped to the image) and adds the voxels beyond to the
+class-0 counts, so :func:`medfuse.quality.case_qa` sees the same values as on the whole image for any
+component that looks at most :data:`QA_MARGIN` voxels beyond the fused foreground, without three float32
+copies of a whole CT. :func:`write_maps` pastes them back into the original geometry for
+``save_uncertainty``.
+
+Each case's QA row is recorded in its journal record, so a resumed run rebuilds ``qa.csv`` for every case
+from the records without reading a member again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ValidationError
+from ..fusion.uncertainty import UncertaintyMaps
+from ..geometry import Box, Geometry, paste_into_box
+
+__all__ = ["QA_CSV", "QA_JSON", "QA_MARGIN", "as_map_names", "case_files", "grow_maps", "hard_member_maps",
+           "row_from_record", "write_maps"]
+
+QA_CSV = "qa.csv"
+QA_JSON = "qa.json"
+#: voxels around the fused domain that :func:`grow_maps` keeps (maps are 0 there)
+QA_MARGIN = 16
+
+
+def as_map_names(save_uncertainty: Sequence[str] | str | None) -> tuple[str, ...]:
+    """``save_uncertainty`` checked: names of :attr:`UncertaintyMaps.MAP_NAMES`, each once, in their order."""
+    if save_uncertainty is None:
+        return ()
+    names = [save_uncertainty] if isinstance(save_uncertainty, str) else list(save_uncertainty)
+    bad = [n for n in names if n not in UncertaintyMaps.MAP_NAMES]
+    if bad:
+        raise ValidationError(f"`save_uncertainty` names unknown maps {bad}; choose from "
+                              f"{', '.join(UncertaintyMaps.MAP_NAMES)}.")
+    return tuple(n for n in UncertaintyMaps.MAP_NAMES if n in names)
+
+
+def case_files(names: Sequence[str]) -> Any:
+    """Case -> every file a case may write: the v1 files, plus ``<case>_<map>.nii.gz`` for ``names``."""
+    from ..io.journal import v1_case_files
+
+    def files(case: str) -> tuple[str, ...]:
+        return (*v1_case_files(case), *(f"{case}_{n}.nii.gz" for n in names))
+
+    return files
+
+
+def hard_member_maps(members: Sequence[NDArray[Any]], fused: NDArray[Any], shares: NDArray[np.float64],
+                     num_classes: int) -> UncertaintyMaps:
+    """Maps of hard (label map) members in memory, for the vote and STAPLE paths.
+
+    Kept as one small function: it is swapped for ``VoteAccumulator(uncertainty=True)`` /
+    ``medfuse.fusion_uncertainty`` when those land. Members are one-hot: the weighted mean of class ``c``
+    is the share of the members voting ``c``; member entropies are 0, so the mutual information is the
+    entropy.
+    """
+    shape = fused.shape
+    pbar_logp = np.zeros(shape, dtype=np.float32)
+    dis = np.zeros(shape, dtype=np.float32)
+    volumes = np.zeros((len(members), num_classes), dtype=np.int64)
+    overlap = np.zeros((len(members), num_classes), dtype=np.int64)
+    fused_flat = fused.reshape(-1).astype(np.int64)
+    for c in range(num_classes):
+        q = np.zeros(shape, dtype=np.float32)
+        for m, lab in enumerate(members):
+            q += np.float32(shares[m]) * (lab == c)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pbar_logp += np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0).astype(np.float32)
+    for m, lab in enumerate(members):
+        flat = lab.reshape(-1).astype(np.int64)
+        dis += np.float32(shares[m]) * (lab != fused)
+        volumes[m] = np.bincount(flat, minlength=num_classes)[:num_classes]
+        overlap[m] = np.bincount(flat[flat == fused_flat], minlength=num_classes)[:num_classes]
+    entropy = np.maximum(-pbar_logp, 0.0).astype(np.float32)
+    return UncertaintyMaps(entropy=entropy, mutual_information=entropy.copy(), disagreement=dis,
+                           member_volumes=volumes, member_overlap=overlap,
+                           fused_volumes=np.bincount(fused_flat, minlength=num_classes)[:num_classes].astype(np.int64),
+                           member_shares=np.asarray(shares, dtype=np.float64))
+
+
+def grow_maps(maps: UncertaintyMaps, labels: NDArray[Any], domain: Box, shape: Sequence[int],
+              *, margin: int = QA_MARGIN) -> tuple[UncertaintyMaps, NDArray[Any], Box]:
+    """The maps and labels of ``domain`` extended by ``margin`` voxels (clipped to ``shape``): maps 0 and
+    labels 0 in the added voxels; the voxels beyond the grown box counted for class 0. Returns the grown
+    maps, labels and box (in image coordinates)."""
+    grown: Box = tuple((max(0, lo - margin), min(int(n), hi + margin))
+                       for (lo, hi), n in zip(domain, shape, strict=True))
+    gshape = tuple(hi - lo for lo, hi in grown)
+    rel = tuple((lo - g0, hi - g0) for (lo, hi), (g0, _) in zip(domain, grown, strict=True))
+    beyond = int(np.prod([int(n) for n in shape])) - int(np.prod(gshape))
+    added = int(np.prod(gshape)) - int(np.prod([hi - lo for lo, hi in domain]))
+    extra = beyond + added  # background for every member and for the fused labels
+    volumes = maps.member_volumes.copy()
+    overlap = maps.member_overlap.copy()
+    fused = maps.fused_volumes.copy()
+    if volumes.shape[1]:
+        volumes[:, 0] += extra
+        overlap[:, 0] += extra
+        fused[0] += extra
+
+    def paste(a: NDArray[Any]) -> NDArray[Any]:
+        return a if rel == tuple((0, n) for n in gshape) else paste_into_box(a, rel, gshape, fill=0)
+
+    out = UncertaintyMaps(entropy=paste(maps.entropy), mutual_information=paste(maps.mutual_information),
+                          disagreement=paste(maps.disagreement), member_volumes=volumes, member_overlap=overlap,
+                          fused_volumes=fused, member_shares=maps.member_shares)
+    return out, paste(labels), grown
+
+
+def write_maps(output: Path, case: str, maps: UncertaintyMaps, names: Sequence[str], box: Box,
+               geometry: Geometry) -> None:
+    """``<case>_<map>.nii.gz`` (float32, the original geometry; 0 outside ``box``) for each of ``names``."""
+    from ..io import write_nifti
+
+    for name in names:
+        full = paste_into_box(maps.map(name), box, geometry.shape, fill=0)
+        write_nifti(output / f"{case}_{name}.nii.gz", full.astype(np.float32, copy=False), geometry,
+                    dtype=np.float32)
+        del full
+
+
+def row_from_record(info: dict[str, Any]) -> Any:
+    """The :class:`medfuse.quality.CaseQA` a journal record holds (``info["qa"]``), or None."""
+    from ..quality import CaseQA
+
+    data = info.get("qa")
+    if not isinstance(data, dict):
+        return None
+    try:
+        return CaseQA(case=str(data["case"]), qa_score=float(data["qa_score"]),
+                      components={str(k): float(v) for k, v in data["components"].items()},
+                      class_volumes={str(k): int(v) for k, v in data["class_volumes"].items()},
+                      volume_cv={str(k): float(v) for k, v in data["volume_cv"].items()})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def record_of(row: Any) -> dict[str, Any]:
+    """A :class:`medfuse.quality.CaseQA` as JSON-able data for the journal record (finite floats)."""
+    def num(v: float) -> float:
+        return float(v) if math.isfinite(v) else 0.0
+
+    return {"case": row.case, "qa_score": num(row.qa_score),
+            "components": {k: num(v) for k, v in row.components.items()},
+            "class_volumes": {k: int(v) for k, v in row.class_volumes.items()},
+            "volume_cv": {k: num(v) for k, v in row.volume_cv.items()}}
