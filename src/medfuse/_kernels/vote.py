@@ -82,7 +82,9 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
     half = params[0]
     zero = params[1]
     pairwise = np.int64(params[2])
+    n_cand = np.int64(params[3])
     d = np.empty(chunk, weights.dtype)
+    e = np.empty(chunk, weights.dtype)  # score of a later candidate's label
     g = np.empty((n_members, BLOCK), label_dtype)
     cnt = np.zeros(table_size, weights.dtype)
     sc = np.empty(PAIR_BLOCK, weights.dtype)  # pairwise path: the score row of one member's label
@@ -115,8 +117,29 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
         for i in range(n):
             contested += 1 if d[i] <= half else 0
             top = max(top, r0[i])
-        if contested > 0 and pairwise > 0 and contested * pairwise >= n:  # many: pairwise, branch-free
-            slow += contested
+
+        # ---- member 0's label everywhere (right wherever it holds a strict majority)
+        if out_kind == 0:
+            _copy_labels(r0, _view(out_addr + s0, n, np.uint8), n)
+        else:
+            _copy_labels(r0, _view(out_addr + 2 * s0, n, np.uint16), n)
+        if contested == 0:
+            continue
+        slow += contested
+
+        # ---- the next candidates: a strict majority label is held by one of members 0 .. n_cand - 1
+        for j in range(1, n_cand):
+            lj = _view(addrs[j] + label_size * s0, n, label_dtype)
+            _candidate_score(e, lj, addrs, label_size, label_dtype, weights, zero, j, s0, n)
+            if out_kind == 0:
+                contested = _take_candidate(e, lj, d, half, _view(out_addr + s0, n, np.uint8), n)
+            else:
+                contested = _take_candidate(e, lj, d, half, _view(out_addr + 2 * s0, n, np.uint16), n)
+            if contested == 0:
+                break
+        if contested == 0:
+            continue
+        if pairwise > 0 and contested * pairwise >= n:  # many without a strict majority: pairwise, branch-free
             for b0 in range(0, n, PAIR_BLOCK):
                 nb = min(PAIR_BLOCK, n - b0)
                 if out_kind == 0:
@@ -127,14 +150,7 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
                                     undecided, _view(out_addr + 2 * (s0 + b0), nb, np.uint16))
             continue
 
-        # ---- member 0's label everywhere (right wherever it holds a strict majority); then the few
-        # contested voxels, if any, by the table, 64 at a time
-        if out_kind == 0:
-            _copy_labels(r0, _view(out_addr + s0, n, np.uint8), n)
-        else:
-            _copy_labels(r0, _view(out_addr + 2 * s0, n, np.uint16), n)
-        if contested == 0:
-            continue
+        # ---- the few voxels without a strict majority: the table, 64 at a time
         for b0 in range(0, n, BLOCK):
             nb = min(BLOCK, n - b0)
             db = d[b0:b0 + nb]
@@ -150,7 +166,6 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
             for i in range(nb):
                 if db[i] > half:
                     continue
-                slow += 1
                 for m in range(n_members):
                     cnt[g[m, i]] += weights[m]
                 best_label = g[0, i]
@@ -175,6 +190,45 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
                     _view(out_addr + 2 * (s0 + b0 + i), 1, np.uint16)[0] = result
     max_label[t] = max(max_label[t], np.int64(top))
     n_slow[t] += slow
+
+
+@inline
+def _candidate_score(e, lj, addrs, label_size, label_dtype, weights, zero, j, s0, n):
+    """``e = w[j] + sum_{k != j} (w[k] if l_k == l_j)``: the score of member ``j``'s label (two members a pass)."""
+    n_members = addrs.size
+    wj = weights[j]
+    for i in range(n):
+        e[i] = wj
+    others = [k for k in range(n_members) if k != j]
+    for q in range(0, len(others) - 1, 2):
+        ka = others[q]
+        kb = others[q + 1]
+        la = _view(addrs[ka] + label_size * s0, n, label_dtype)
+        lb = _view(addrs[kb] + label_size * s0, n, label_dtype)
+        wa = weights[ka]
+        wb = weights[kb]
+        for i in range(n):
+            v = lj[i]
+            e[i] += (wa if la[i] == v else zero) + (wb if lb[i] == v else zero)
+    if len(others) % 2 == 1:
+        kc = others[len(others) - 1]
+        lc = _view(addrs[kc] + label_size * s0, n, label_dtype)
+        wc = weights[kc]
+        for i in range(n):
+            e[i] += wc if lc[i] == lj[i] else zero
+
+
+@inline
+def _take_candidate(e, lj, d, half, out, n):
+    """Where member ``j``'s label holds a strict majority (``e > half``), it is the vote; ``d`` keeps the best
+    score so far. Returns the voxels still without a strict majority."""
+    left = 0
+    for i in range(n):
+        take = e[i] > half
+        out[i] = lj[i] if take else out[i]
+        d[i] = max(d[i], e[i])
+        left += 1 if d[i] <= half else 0
+    return left
 
 
 @inline
