@@ -21,7 +21,7 @@ PACKAGE = SRC / "medfuse"
 LAYERS: dict[str, int] = {
     "": 0, "_version": 0, "errors": 0, "geometry": 0, "_core": 0,
     "_kernels": 1,
-    "metrics": 2, "fusion": 2, "postprocess": 2, "plots": 2,
+    "metrics": 2, "fusion": 2, "postprocess": 2, "plots": 2, "quality": 2,
     "io": 3,
     "folders": 4, "search": 4, "inference": 4,
     "synthetic": 5, "bench": 5,
@@ -156,7 +156,8 @@ def test_every_room_has_a_layer() -> None:
         layer_of(module)
 
 
-@pytest.mark.parametrize("module", ["medfuse", "medfuse.fusion", "medfuse.metrics", "medfuse.postprocess"])
+@pytest.mark.parametrize("module", ["medfuse", "medfuse.fusion", "medfuse.metrics", "medfuse.postprocess",
+                                    "medfuse.quality"])
 def test_importing_the_array_rooms_does_not_load_numba(module: str) -> None:
     code = f"import sys, {module}; print('numba' in sys.modules)"
     env_path = str(SRC)
