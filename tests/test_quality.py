@@ -99,9 +99,18 @@ def slow_components(members, fused, weights, n_classes):
         mean = float(np.dot(w, vols))
         cvs[c] = float(np.sqrt(np.dot(w, (vols - mean) ** 2)) / mean) if mean > 0 else 0.0
         partial += int((vols > 0).any() and (vols == 0).any())
+    member_case_dice = []
+    for a in argmaxes:
+        per_class = []
+        for c in range(1, n_classes):
+            total = np.count_nonzero(a == c) + np.count_nonzero(fused == c)
+            if total:
+                per_class.append(2 * np.count_nonzero((a == c) & (fused == c)) / total)
+        member_case_dice.append(np.mean(per_class) if per_class else 1.0)
     t = uncertainty_twin(members, fused, weights=weights, num_classes=n_classes)
     band, fg = slow_band(fused), fused > 0
     out = {
+        "expected_dice_gap": 1.0 - float(np.dot(w, member_case_dice)),
         "member_dice_gap": np.mean(list(gaps.values())) if gaps else 0.0,
         "worst_class_gap": max(gaps.values()) if gaps else 0.0,
         "volume_cv": np.mean([cvs[c] for c in gaps]) if gaps else 0.0,
@@ -165,7 +174,7 @@ def test_identical_members_and_a_single_member_give_the_minimum(rng):
         fused, maps = fuse_with_maps(members, num_classes=3)
         qa = case_qa(fused, maps)
         assert qa.qa_score == 0.0
-        assert qa.components["member_dice_gap"] == 0.0 and qa.components["disagreement_band"] == 0.0
+        assert qa.components["expected_dice_gap"] == 0.0 and qa.components["disagreement_band"] == 0.0
 
 
 def test_a_member_missing_an_organ_raises_the_score():
@@ -201,6 +210,7 @@ def test_empty_foreground_and_absent_classes_are_finite():
     qa = case_qa(*fuse_with_maps([empty, empty, one], num_classes=5))
     assert qa.class_volumes["2"] == 0
     assert qa.components["entropy_fg"] == 0.0 and qa.components["member_dice_gap"] == pytest.approx(1 / 3)
+    assert qa.components["expected_dice_gap"] == pytest.approx(1 / 3)
     assert qa.components["disagreement_band"] == 0.0  # no fused boundary
     assert qa.qa_score > 0 and all(np.isfinite(v) for v in qa.components.values())
     # size-0 volume

@@ -7,12 +7,13 @@ member-vs-fused Dice, the spread of member volumes, classes some members predict
 fused results deserve a look before they submit (``docs/uncertainty.md`` has the definitions, the
 calibration on simulated ensembles of real label maps, and the limits).
 
-The score is an estimate of the fused case's Dice loss, ``1 - Dice``::
+The score estimates the fused case's Dice loss, ``1 - Dice``, taking each member as a plausible truth,
+plus the disagreement at the fused boundaries::
 
-    qa_score = A * member_dice_gap + B * disagreement_band
+    qa_score = expected_dice_gap + 0.25 * disagreement_band
 
-with the fixed coefficients :data:`SCORE_COEFFICIENTS`. Both terms are 0 when every member agrees with
-the fused labels, so identical members (or a single member) give the minimum, 0.
+(:data:`SCORE_COEFFICIENTS`). Both terms are 0 when every member agrees with the fused labels, so
+identical members (or a single member) give the minimum, 0.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ __all__ = ["COMPONENTS", "SCORE_COEFFICIENTS", "CaseQA", "boundary_band", "case_
 
 #: Coefficients of the components that make ``qa_score`` (fitted once on half of the simulated real-label
 #: cases of ``benchmarks/calibrate_qa.py``, then fixed; see docs/uncertainty.md).
-SCORE_COEFFICIENTS: Mapping[str, float] = {"member_dice_gap": 1.0, "disagreement_band": 0.0}
+SCORE_COEFFICIENTS: Mapping[str, float] = {"expected_dice_gap": 1.0, "disagreement_band": 0.25}
 
 #: The components of a :class:`CaseQA`, in the order tables list them.
 COMPONENTS: tuple[str, ...] = (
+    "expected_dice_gap",
     "member_dice_gap",
     "worst_class_gap",
     "disagreement_band",
@@ -59,11 +61,15 @@ class CaseQA:
     case : str
         Case identifier.
     qa_score : float
-        Higher = more suspicious; an estimate of the fused case's Dice loss (``1 - Dice``), 0 when every
-        member agrees with the fused labels.
+        Higher = more suspicious: ``expected_dice_gap + 0.25 * disagreement_band``, about the fused case's
+        Dice loss (``1 - Dice``) as far as the ensemble can see it; 0 when every member agrees with the
+        fused labels.
     components : dict of str to float
         The components named in :data:`COMPONENTS` (all finite):
 
+        - ``expected_dice_gap``: ``1 -`` the expected case Dice of the fused labels, each member taken as
+          a plausible truth: ``1 - sum_m omega[m] * mean_c Dice(member m, fused, c)`` over the foreground
+          classes in member ``m`` or the fused labels;
         - ``member_dice_gap``: ``1 -`` the members' Dice against the fused labels (per class, averaged over
           members with their shares, then over the case's foreground classes);
         - ``worst_class_gap``: the same gap of the worst class;
@@ -125,6 +131,16 @@ def _masked_mean(values: NDArray[np.float32], mask: NDArray[np.bool_], n: int) -
     if n == 0:
         return 0.0
     return float(values[mask].sum(dtype=np.float64) / n)
+
+
+def _expected_dice_gap(maps: UncertaintyMaps) -> float:
+    """``1 - sum_m omega[m] * (case Dice of the fused labels against member m)``: each member taken as a
+    plausible truth, its case Dice the mean over the foreground classes in it or in the fused labels."""
+    dice = maps.member_dice()[:, 1:]
+    valid = ~np.isnan(dice)
+    n = valid.sum(axis=1)
+    per_member = np.where(n > 0, np.where(valid, dice, 0.0).sum(axis=1) / np.maximum(n, 1), 1.0)
+    return float(np.clip(1.0 - np.asarray(maps.member_shares, dtype=np.float64) @ per_member, 0.0, 1.0))
 
 
 def _class_terms(maps: UncertaintyMaps) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_],
@@ -197,6 +213,7 @@ def case_qa(labels: ArrayLike, maps: UncertaintyMaps, *, case: str = "",
     n_band = int(np.count_nonzero(band))
     comp: dict[str, float] = {}
     gap, cv, present, partial = _class_terms(maps)
+    comp["expected_dice_gap"] = _expected_dice_gap(maps)
     comp["member_dice_gap"] = float(gap[present].mean()) if present.any() else 0.0
     comp["worst_class_gap"] = float(gap[present].max()) if present.any() else 0.0
     for name in UncertaintyMaps.MAP_NAMES:
