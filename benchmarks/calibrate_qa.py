@@ -17,7 +17,8 @@ case Dice against the truth (mean over the organs in truth or fused result) is w
 The cases are split in two halves at random (seeded). ``--fit`` looks at the tuning half only: each
 component's Spearman correlation with the Dice loss, the non-negative least-squares fit of the Dice loss
 on the best pair of components, and the Spearman of ``expected_dice_gap + B * disagreement_band`` over a
-grid of B; ``medfuse.quality.SCORE_COEFFICIENTS`` took a round B from the plateau of that grid (0.25). Without ``--fit``, the score as the library computes it (fixed coefficients) is evaluated on
+grid of B; ``medfuse.quality.SCORE_COEFFICIENTS`` took a round B from the plateau of that grid (0.25).
+Without ``--fit``, the score as the library computes it (fixed coefficients) is evaluated on
 both halves, the held-out half being the honest number (docs/uncertainty.md records it).
 """
 
