@@ -156,7 +156,8 @@ def test_every_room_has_a_layer() -> None:
         layer_of(module)
 
 
-@pytest.mark.parametrize("module", ["medfuse", "medfuse.fusion", "medfuse.metrics", "medfuse.postprocess"])
+@pytest.mark.parametrize("module", ["medfuse", "medfuse.fusion", "medfuse.metrics", "medfuse.postprocess",
+                                    "medfuse.quality"])
 def test_importing_the_array_rooms_does_not_load_numba(module: str) -> None:
     code = f"import sys, {module}; print('numba' in sys.modules)"
     env_path = str(SRC)

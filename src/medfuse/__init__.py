@@ -49,6 +49,9 @@ _LAZY: dict[str, str] = {
     "VoteAccumulator": "fusion",
     "UncertaintyMaps": "fusion",
     "fusion_uncertainty": "fusion",
+    # quality
+    "CaseQA": "quality",
+    "case_qa": "quality",
     # staple
     "staple": "fusion.staple",
     "staple_binary": "fusion.staple",
@@ -84,7 +87,7 @@ _LAZY: dict[str, str] = {
 # attribute -> submodule: today's rooms, and the module names of earlier releases (``medfuse.ensemble`` ...)
 _SUBMODULES: dict[str, str] = {
     **{name: name for name in ("bench", "cli", "errors", "folders", "fusion", "geometry", "inference", "io",
-                               "metrics", "plots", "postprocess", "search", "synthetic")},
+                               "metrics", "plots", "postprocess", "quality", "search", "synthetic")},
     "demo": "synthetic.demo",
     "ensemble": "folders.fuse",
     "evaluation": "folders.evaluate",

@@ -8,6 +8,7 @@ from . import (
     io as io,
     metrics as metrics,
     postprocess as postprocess,
+    quality as quality,
     search as search,
     synthetic as synthetic,
 )
@@ -68,6 +69,7 @@ from .postprocess import (
     determine_postprocessing as determine_postprocessing,
     keep_largest_component as keep_largest_component,
 )
+from .quality import CaseQA as CaseQA, case_qa as case_qa
 from .search import (
     Candidate as Candidate,
     OutOfFold as OutOfFold,
