@@ -71,7 +71,7 @@ def test_every_subset_under_every_strategy_matches_numpy(oof):
     order = sorted(best, key=lambda s: -best[s])
     assert comp.winner.strategy == order[0]
     assert comp.margin == pytest.approx(best[order[0]] - best[order[1]])
-    assert comp.winner.strategy in result.notes[-1] and "wins" in result.notes[-1]
+    assert comp.winner.strategy in _strategy_note(result) and "wins" in _strategy_note(result)
     # the mean strategy agrees with the main search's subset candidates
     subsets = {"+".join(c.members): c.score for c in result.candidates if c.kind == "subset"}
     for name, score in comp.scores["mean"].items():
@@ -164,9 +164,13 @@ def test_learned_weightings_are_scored_under_each_strategy_with_honest_folds(oof
     # the overall best row is the best of subsets and weightings, and the report names it
     everything = [*comp.best, *comp.weighted]
     assert comp.overall.score == max(r.score for r in everything)
-    assert comp.overall.label in result.notes[-1]
+    assert comp.overall.label in _strategy_note(result)
     from medfuse.search.report import render_markdown
 
     text = render_markdown(result)
     assert "Learned weightings under each strategy" in text and comp.overall.label in text
     assert result.to_dict()["strategies"]["overall"]["weighting"] == comp.overall.weighting
+
+
+def _strategy_note(result) -> str:
+    return next(n for n in result.notes if n.startswith("strategy "))

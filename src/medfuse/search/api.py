@@ -187,6 +187,8 @@ def search_ensembles(
         candidate scoring 0.
     """
     chosen = check_strategies(strategies)
+    if not isinstance(qa, bool):
+        raise ValidationError(f"`qa` must be True or False; got {qa!r}.")
     opts = _validate(n_bootstrap=n_bootstrap, confidence=confidence, tie_tolerance=tie_tolerance,
                      learn_weights=learn_weights, class_selection=class_selection, postprocessing=postprocessing,
                      connectivity=connectivity, min_object_size=min_object_size, max_members=max_members,
@@ -254,7 +256,7 @@ def search_ensembles(
         notes.append(comparison.summary() + ".")
         timings["strategies"] = time.perf_counter() - t
     qa_result = None
-    if qa is True:
+    if qa:
         from .qa import qa_check
 
         t = time.perf_counter()
@@ -262,8 +264,6 @@ def search_ensembles(
                              seed=opts.seed)
         notes.append(f"QA score on the OOF cases: {qa_result.summary()}.")
         timings["qa"] = time.perf_counter() - t
-    elif qa is not False:
-        raise ValidationError(f"`qa` must be True or False; got {qa!r}.")
     timings["total"] = time.perf_counter() - t0
     return SearchResult(
         best=best, candidates=tuple(ranked), postprocessing=pp, postprocessed_score=pp_score,

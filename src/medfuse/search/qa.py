@@ -45,9 +45,10 @@ class QACheck:
     rows: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def summary(self) -> str:
-        """``"0.83 (95% CI 0.71 to 0.91, 40 cases)"``: the Spearman correlation and its interval."""
+        """``"0.830 (95% CI 0.710 to 0.910, 40 cases; ...)"``: the Spearman correlation and its interval."""
         cal = self.calibration
-        return f"{cal.spearman:.3f} (95% CI {cal.low:.3f} to {cal.high:.3f}, {cal.n_cases} cases)"
+        return (f"{cal.spearman:.3f} ({cal.confidence:.0%} CI {cal.low:.3f} to {cal.high:.3f}, {cal.n_cases} cases; "
+                "qa_score against 1 - Dice)")
 
     def worst(self, k: int = 5) -> list[tuple[str, float, float]]:
         """The ``k`` most suspicious cases: (case, qa_score, Dice)."""
