@@ -84,7 +84,6 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
     pairwise = np.int64(params[2])
     n_cand = np.int64(params[3])
     d = np.empty(chunk, weights.dtype)
-    e = np.empty(chunk, weights.dtype)  # score of a later candidate's label
     g = np.empty((n_members, BLOCK), label_dtype)
     cnt = np.zeros(table_size, weights.dtype)
     sc = np.empty(PAIR_BLOCK, weights.dtype)  # pairwise path: the score row of one member's label
@@ -117,40 +116,28 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
         for i in range(n):
             contested += 1 if d[i] <= half else 0
             top = max(top, r0[i])
+        if contested > 0 and pairwise > 0 and contested * pairwise >= n:  # many: pairwise, branch-free
+            slow += contested
+            for b0 in range(0, n, PAIR_BLOCK):
+                nb = min(PAIR_BLOCK, n - b0)
+                if out_kind == 0:
+                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, d[b0:b0 + nb], half, n_cand,
+                                    sc, td, bs, bl, tie,
+                                    undecided, _view(out_addr + s0 + b0, nb, np.uint8))
+                else:
+                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, d[b0:b0 + nb], half, n_cand,
+                                    sc, td, bs, bl, tie,
+                                    undecided, _view(out_addr + 2 * (s0 + b0), nb, np.uint16))
+            continue
 
-        # ---- member 0's label everywhere (right wherever it holds a strict majority)
+        # ---- member 0's label everywhere (right wherever it holds a strict majority); then the few
+        # contested voxels, if any, by the table, 64 at a time
         if out_kind == 0:
             _copy_labels(r0, _view(out_addr + s0, n, np.uint8), n)
         else:
             _copy_labels(r0, _view(out_addr + 2 * s0, n, np.uint16), n)
         if contested == 0:
             continue
-        slow += contested
-
-        # ---- the next candidates: a strict majority label is held by one of members 0 .. n_cand - 1
-        for j in range(1, n_cand):
-            lj = _view(addrs[j] + label_size * s0, n, label_dtype)
-            _candidate_score(e, lj, addrs, label_size, label_dtype, weights, zero, j, s0, n)
-            if out_kind == 0:
-                contested = _take_candidate(e, lj, d, half, _view(out_addr + s0, n, np.uint8), n)
-            else:
-                contested = _take_candidate(e, lj, d, half, _view(out_addr + 2 * s0, n, np.uint16), n)
-            if contested == 0:
-                break
-        if contested == 0:
-            continue
-        if pairwise > 0 and contested * pairwise >= n:  # many without a strict majority: pairwise, branch-free
-            for b0 in range(0, n, PAIR_BLOCK):
-                nb = min(PAIR_BLOCK, n - b0)
-                if out_kind == 0:
-                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, sc, td, bs, bl, tie,
-                                    undecided, _view(out_addr + s0 + b0, nb, np.uint8))
-                else:
-                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, sc, td, bs, bl, tie,
-                                    undecided, _view(out_addr + 2 * (s0 + b0), nb, np.uint16))
-            continue
-
-        # ---- the few voxels without a strict majority: the table, 64 at a time
         for b0 in range(0, n, BLOCK):
             nb = min(BLOCK, n - b0)
             db = d[b0:b0 + nb]
@@ -166,6 +153,7 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
             for i in range(nb):
                 if db[i] > half:
                     continue
+                slow += 1
                 for m in range(n_members):
                     cnt[g[m, i]] += weights[m]
                 best_label = g[0, i]
@@ -190,45 +178,6 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
                     _view(out_addr + 2 * (s0 + b0 + i), 1, np.uint16)[0] = result
     max_label[t] = max(max_label[t], np.int64(top))
     n_slow[t] += slow
-
-
-@inline
-def _candidate_score(e, lj, addrs, label_size, label_dtype, weights, zero, j, s0, n):
-    """``e = w[j] + sum_{k != j} (w[k] if l_k == l_j)``: the score of member ``j``'s label (two members a pass)."""
-    n_members = addrs.size
-    wj = weights[j]
-    for i in range(n):
-        e[i] = wj
-    others = [k for k in range(n_members) if k != j]
-    for q in range(0, len(others) - 1, 2):
-        ka = others[q]
-        kb = others[q + 1]
-        la = _view(addrs[ka] + label_size * s0, n, label_dtype)
-        lb = _view(addrs[kb] + label_size * s0, n, label_dtype)
-        wa = weights[ka]
-        wb = weights[kb]
-        for i in range(n):
-            v = lj[i]
-            e[i] += (wa if la[i] == v else zero) + (wb if lb[i] == v else zero)
-    if len(others) % 2 == 1:
-        kc = others[len(others) - 1]
-        lc = _view(addrs[kc] + label_size * s0, n, label_dtype)
-        wc = weights[kc]
-        for i in range(n):
-            e[i] += wc if lc[i] == lj[i] else zero
-
-
-@inline
-def _take_candidate(e, lj, d, half, out, n):
-    """Where member ``j``'s label holds a strict majority (``e > half``), it is the vote; ``d`` keeps the best
-    score so far. Returns the voxels still without a strict majority."""
-    left = 0
-    for i in range(n):
-        take = e[i] > half
-        out[i] = lj[i] if take else out[i]
-        d[i] = max(d[i], e[i])
-        left += 1 if d[i] <= half else 0
-    return left
 
 
 @inline
@@ -272,21 +221,37 @@ def _add_agreement(d, r0, addrs, label_size, label_dtype, weights, w0, zero, m, 
 
 
 @inline
-def _pairwise_block(addrs, label_size, label_dtype, weights, zero, v0, nb, sc, td, bs, bl, tie, undecided, out):
+def _pairwise_block(addrs, label_size, label_dtype, weights, zero, v0, nb, d0, half, n_cand, sc, td, bs, bl, tie,
+                    undecided, out):
     """The vote on voxels ``v0 .. v0 + nb`` without branches, one member at a time: the score of member
-    ``j``'s label, ``s = w[j] + sum_{k != j} (w[k] if l_k == l_j)`` (in member order, with ``w[j]`` first as
-    the numpy twin sums it), folded at once into the best so far by the tie rule; written to ``out``.
+    ``j``'s label, ``s = w[j] + sum_{k != j} (w[k] if l_k == l_j)`` (member 0's is ``d0``, already computed),
+    folded at once into the best so far by the tie rule; written to ``out``.
 
-    ``M (M - 1)`` short passes over one score row in L1 (no ``(M, block)`` table: the rows of a 2-D table
-    could alias, which kept LLVM's vectorised loops behind runtime checks). ``undecided`` is tracked as a flag
-    set when a different label reaches the best score and cleared when a better one appears.
+    A strict majority label is held by one of the first ``n_cand`` members (``ceil(M / 2)``: the others are
+    fewer than a majority), and where one holds it, it wins under every tie rule. So once the first
+    ``n_cand`` members are folded in and every voxel of the block has a best score above ``half``, the
+    remaining members cannot change the result and are skipped (at most ``(M - 1) n_cand`` passes instead of
+    ``M (M - 1)``). ``undecided`` is tracked as a flag set when a different label reaches the best score and
+    cleared when a better one appears (a strict majority has no tie). One score row in L1, no ``(M, block)``
+    table (whose rows could alias and keep LLVM's vectorised loops behind runtime checks).
     """
     n_members = addrs.size
     s = sc[:nb]
     tied = td[:nb]
     b = bs[:nb]
     lab = bl[:nb]
-    for j in range(n_members):
+    l0 = _view(addrs[0] + label_size * v0, nb, label_dtype)
+    for i in range(nb):
+        b[i] = d0[i]
+        lab[i] = l0[i]
+        tied[i] = zero
+    for j in range(1, n_members):
+        if j >= n_cand:  # the candidates are in: done where every voxel has a strict majority
+            lo = b[0]
+            for i in range(nb):
+                lo = min(lo, b[i])
+            if lo > half:
+                break
         lj = _view(addrs[j] + label_size * v0, nb, label_dtype)
         wj = weights[j]
         for i in range(nb):
@@ -298,12 +263,7 @@ def _pairwise_block(addrs, label_size, label_dtype, weights, zero, v0, nb, sc, t
             wk = weights[k]
             for i in range(nb):
                 s[i] += wk if lk[i] == lj[i] else zero
-        if j == 0:
-            for i in range(nb):
-                b[i] = s[i]
-                lab[i] = lj[i]
-                tied[i] = zero
-        elif tie == TIE_FIRST:  # strict: the earliest member among the best-scored labels
+        if tie == TIE_FIRST:  # strict: the earliest member among the best-scored labels
             for i in range(nb):
                 v = s[i]
                 gt = v > b[i]

@@ -239,6 +239,8 @@ def majority_vote(
     undecided = _undecided_label(undecided_label, tie)
     if weights is None:
         w: NDArray[Any] = np.ones(n_members, dtype=np.uint8 if n_members <= 255 else np.int32)
+        # [half, zero, pairwise threshold, candidates]: a strict majority is held by one of the first
+        # ceil(M / 2) members (see medfuse._kernels.vote)
         params = np.array([n_members // 2, 0, PAIRWISE_FROM, n_members - n_members // 2], dtype=w.dtype)
     else:
         w1 = np.asarray(weights, dtype=object)
@@ -249,11 +251,8 @@ def majority_vote(
             )
         w = as_member_weights(weights, n_members=n_members, n_classes=1)[:, 0]
         half = float(w.sum()) / 2.0
-        # a label above half the total weight is held by one of the first n_cand members (the rest weigh
-        # at most half); the margin: float sums may round up
-        rest = np.cumsum(w[::-1].astype(np.float64))[::-1]
-        n_cand = int(np.argmax(rest <= half)) if (rest <= half).any() else n_members
-        params = np.array([half * (1.0 + 1e-9) + 1e-300, 0.0, 0.0, float(max(n_cand, 1))])
+        # margin: float sums may round up; weighted votes never take the pairwise path
+        params = np.array([half * (1.0 + 1e-9) + 1e-300, 0.0, 0.0, float(n_members)])
     known_top = n_cls - 1 if n_cls is not None else maps.largest
     if undecided is None and tie_code == _TIES["undecided"]:
         if known_top is None:  # uint8 maps, no num_classes: the largest label is needed now
