@@ -8,6 +8,7 @@ the median of each is reported.
 
     python benchmarks/bench_folder_qa.py                      # 4 members x 4 cases of 14 x 64 x 192 x 192
     python benchmarks/bench_folder_qa.py --quick              # small smoke run
+    python benchmarks/bench_folder_qa.py --noise 0.5 --data /tmp/qa-noisy   # less compressible members
     python benchmarks/bench_folder_qa.py --json out.json
 """
 
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", type=int, nargs=3, default=(64, 192, 192))
     parser.add_argument("--labels", type=int, default=13)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="multiply each probability by 1 + NOISE * U(0, 1), add 0.01 NOISE U(0, 1), renormalise "
+                             "(less compressible members)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from medfuse.folders import fuse_folders
 
     folders = make_data(args.data, members=args.members, cases=args.cases, shape=tuple(args.shape),
-                        num_labels=args.labels)
+                        num_labels=args.labels, noise=args.noise)
     work = Path(tempfile.mkdtemp(prefix="medfuse-bench-qa-"))
     times: dict[str, list[float]] = {"plain": [], "qa": []}
     try:
@@ -60,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     plain, qa = statistics.median(times["plain"]), statistics.median(times["qa"])
-    result = {"members": args.members, "cases": args.cases, "shape": list(args.shape), "classes": args.labels + 1,
+    result = {"noise": args.noise, "members": args.members, "cases": args.cases, "shape": list(args.shape),
+              "classes": args.labels + 1,
               "plain_s": round(plain, 3), "qa_s": round(qa, 3), "ratio": round(qa / plain, 3),
               "runs": {k: [round(v, 3) for v in vs] for k, vs in times.items()}}
     print(f"folder fusion, {args.members} members x {args.cases} cases of {args.labels + 1} x "

@@ -29,13 +29,18 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def make_data(root: Path, *, members: int, cases: int, shape: tuple[int, int, int], num_labels: int) -> list[Path]:
-    """v1 folders of ``members`` simulated models; reused when already complete."""
+def make_data(root: Path, *, members: int, cases: int, shape: tuple[int, int, int], num_labels: int,
+              noise: float = 0.0) -> list[Path]:
+    """v1 folders of ``members`` simulated models; reused when already complete. ``noise > 0`` multiplies
+    every probability by ``1 + noise * U(0, 1)``, adds ``0.01 * noise * U(0, 1)`` and renormalises (less
+    compressible members)."""
     from medfuse import io, synthetic
 
     folders = [root / f"model_{m}" for m in range(members)]
     stamp = root / "complete.json"
-    spec = {"members": members, "cases": cases, "shape": list(shape), "num_labels": num_labels}
+    spec: dict[str, object] = {"members": members, "cases": cases, "shape": list(shape), "num_labels": num_labels}
+    if noise:
+        spec["noise"] = noise
     if stamp.is_file() and json.loads(stamp.read_text()) == spec:
         return folders
     shutil.rmtree(root, ignore_errors=True)
@@ -48,6 +53,15 @@ def make_data(root: Path, *, members: int, cases: int, shape: tuple[int, int, in
         for m in range(members):
             probs = synthetic.simulate_probabilities(ph, quality=0.9 - 0.05 * m, dtype=np.float16,
                                                      seed=np.random.SeedSequence([c, m]))
+            if noise:
+                rng = np.random.default_rng([c, m, 7])
+                noisy = probs[in_box].astype(np.float32)
+                noisy *= 1.0 + np.float32(noise) * rng.random(noisy.shape, dtype=np.float32)
+                noisy += np.float32(0.01 * noise) * rng.random(noisy.shape, dtype=np.float32)
+                noisy /= noisy.sum(axis=0, keepdims=True)
+                probs = probs.copy()
+                probs[in_box] = noisy.astype(np.float16)
+                del noisy
             io.write_v1_case(folders[m], f"case_{c:02d}", probabilities=np.ascontiguousarray(probs[in_box]),
                              geometry=ph.geometry, crop_bbox=ph.crop_bbox)
             del probs

@@ -357,12 +357,19 @@ class ClassMajorMean:
         if missing:
             raise ValidationError(f"members {missing} were never added; add every member for every class.")
         fused = self._labels
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = self._qsum
-            entropy = np.where(s > 0, np.log(np.where(s > 0, s, 1.0)) - self._qlogq / np.where(s > 0, s, 1.0),
-                               0.0).astype(np.float32)
-        np.maximum(entropy, 0.0, out=entropy)
-        mutual = np.maximum(entropy - (-self._ment), np.float32(0.0)).astype(np.float32)
+        # entropy = ln s - a / s where s > 0, else 0; in place in the accumulators (one temporary map)
+        s, a = self._qsum, self._qlogq
+        empty = s <= 0
+        np.copyto(s, np.float32(1.0), where=empty)
+        entropy = np.log(s)
+        np.divide(a, s, out=a)
+        np.subtract(entropy, a, out=entropy)
+        np.copyto(entropy, np.float32(0.0), where=empty)
+        np.maximum(entropy, np.float32(0.0), out=entropy)
+        mutual = self._ment  # entropy - (-ment): the members' mean entropy is -ment
+        np.add(entropy, mutual, out=mutual)
+        np.maximum(mutual, np.float32(0.0), out=mutual)
+        del s, a, empty
         self._qlogq = self._qsum = None  # type: ignore[assignment]
         self._ment = None  # type: ignore[assignment]
         dis = np.zeros(self.shape, dtype=np.float32)
