@@ -60,3 +60,27 @@ def test_qa_can_be_skipped_and_is_checked(oof):
     with pytest.raises(ValidationError, match="`qa`"):
         search_ensembles(data, n_bootstrap=0, learn_weights="none", class_selection=False, postprocessing="none",
                          qa="yes")
+
+
+def test_qa_json_is_valid_when_the_correlation_is_undefined():
+    """Identical cases (the same Dice): Spearman is NaN, and the JSON says null (not NaN); two cases: no
+    correlation at all, the scores are still listed."""
+    import json
+
+    ph = synthetic.phantom((8, 12, 12), num_labels=2, seed=1)
+    p = synthetic.simulate_probabilities(ph, quality=0.9, seed=1).astype(np.float32)
+    names = ("a", "b", "c")
+    data = OutOfFold.from_arrays({c: ph.labels for c in names}, {m: {c: p for c in names} for m in ("m", "n")},
+                                 folds={c: i % 2 for i, c in enumerate(names)})
+    result = search_ensembles(data, n_bootstrap=0, learn_weights="none", class_selection=False,
+                              postprocessing="none")
+    assert result.qa is not None and result.qa.calibration is not None
+    assert np.isnan(result.qa.calibration.spearman)
+    assert '"spearman": null' in json.dumps(result.to_dict(), allow_nan=False)
+    two = OutOfFold.from_arrays({c: ph.labels for c in names[:2]}, {m: {c: p for c in names[:2]} for m in "mn"},
+                                folds={"a": 0, "b": 1})
+    result = search_ensembles(two, n_bootstrap=0, learn_weights="none", class_selection=False,
+                              postprocessing="none")
+    assert result.qa is not None and result.qa.calibration is None and len(result.qa.qa_scores) == 2
+    assert "not computed" in render_markdown(result)
+    json.dumps(result.to_dict(), allow_nan=False)

@@ -269,7 +269,7 @@ class ClassMajorMean:
         kernel = _add_box_uncertainty_log if self._log else _add_box_uncertainty
         run_chunked(kernel, bits.shape[0], threads, self._plane, self._lin, self._ment, box[0][0], box[1][0],
                     box[2][0], bits, np.float32(weight), np.float32(shares[m]), maxbits, tab, self._eps,
-                    self._class, track.best, track.arg, self._log)
+                    track.arg.dtype.type(self._class), track.best, track.arg, self._log)
 
     def add_labels(self, labels: NDArray[Any], *, weight: float, member: int | None = None) -> None:
         """Add ``weight`` where a hard member's label map (covering the whole region) is the current class.

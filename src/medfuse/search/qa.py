@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["QACheck", "qa_check"]
+__all__ = ["MIN_CASES", "QACheck", "qa_check"]
+
+#: the correlation needs this many cases with a Dice (fewer: the scores are listed, no correlation)
+MIN_CASES = 3
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,9 @@ class QACheck:
         The winner's QA score per case (higher = more suspicious).
     dice : tuple of float
         The winner's fused Dice per case (mean over the scored labels present).
-    calibration : QACalibration
-        Spearman correlation of ``-qa_score`` with Dice (1: the score orders the cases exactly from worst
-        to best) and its bootstrap interval.
+    calibration : QACalibration or None
+        Spearman correlation of ``qa_score`` with ``1 - Dice`` (1: the score orders the cases exactly from
+        worst to best) and its bootstrap interval; None with fewer than :data:`MIN_CASES` cases with a Dice.
     """
 
     cases: tuple[str, ...]
@@ -47,6 +50,8 @@ class QACheck:
     def summary(self) -> str:
         """``"0.830 (95% CI 0.710 to 0.910, 40 cases; ...)"``: the Spearman correlation and its interval."""
         cal = self.calibration
+        if cal is None:
+            return f"not computed ({len(self.cases)} cases; the correlation needs at least {MIN_CASES})"
         return (f"{cal.spearman:.3f} ({cal.confidence:.0%} CI {cal.low:.3f} to {cal.high:.3f}, {cal.n_cases} cases; "
                 "qa_score against 1 - Dice)")
 
@@ -56,7 +61,10 @@ class QACheck:
         return [(self.cases[i], self.qa_scores[i], self.dice[i]) for i in order]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"calibration": self.calibration.to_dict(),
+        calibration = None if self.calibration is None else {
+            k: (None if isinstance(v, float) and not np.isfinite(v) else v)  # JSON: NaN -> null
+            for k, v in self.calibration.to_dict().items()}
+        return {"calibration": calibration,
                 "cases": [{"case": c, "qa_score": round(q, 6), "dice": round(d, 6) if np.isfinite(d) else None}
                           for c, q, d in zip(self.cases, self.qa_scores, self.dice, strict=True)]}
 
@@ -95,5 +103,7 @@ def qa_check(loaded: Iterator[Any], best: Any, *, seed: int,
     case_dice = np.asarray(best.case_dice, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         per_case = np.array([float(np.nanmean(r)) if np.isfinite(r).any() else np.nan for r in case_dice])
-    calibration = qa_calibration(np.asarray(scores), per_case, n_boot=n_bootstrap, seed=seed)
+    n_finite = int(np.isfinite(per_case).sum())
+    calibration = (qa_calibration(np.asarray(scores), per_case, n_boot=n_bootstrap, seed=seed)
+                   if n_finite >= MIN_CASES else None)
     return QACheck(tuple(names), tuple(scores), tuple(float(d) for d in per_case), calibration, tuple(rows))
