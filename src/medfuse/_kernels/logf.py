@@ -27,7 +27,7 @@ from numba.extending import intrinsic, overload
 from . import jit
 from .f16 import _bits_to_float32
 
-__all__ = ["LOG_COEFFS", "_log_f32"]
+__all__ = ["LOG_COEFFS", "_log_f32", "_log_split"]
 
 #: Cephes logf polynomial, highest degree first
 LOG_COEFFS = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
@@ -65,14 +65,21 @@ def _float32_bits_impl(x):
 
 
 @jit
-def _log_f32(x):
-    """Natural log of a positive normal float32 ``x`` (branch-free; see the module docstring)."""
+def _log_split(x):
+    """``x = 2**e (1 + f)`` with ``1 + f`` in ``[sqrt(1/2), sqrt(2))``, from the bits of a positive normal
+    float32 (branch-free); returns ``(e, f)`` (int32, float32; ``f`` exact)."""
     bits = _float32_bits(x)
     mant = np.uint32(bits & np.uint32(0x007FFFFF))
     up = mant > _SQRT2_MANT  # m in (sqrt(2), 2): use m / 2 and e + 1
     e = np.int32(bits >> np.uint32(23)) - np.int32(127) + (np.int32(1) if up else np.int32(0))
     m = _bits_to_float32(np.uint32(mant | (np.uint32(0x3F000000) if up else np.uint32(0x3F800000))))
-    f = m - _ONE
+    return e, m - _ONE
+
+
+@jit
+def _log_f32(x):
+    """Natural log of a positive normal float32 ``x`` (branch-free; see the module docstring)."""
+    e, f = _log_split(x)
     z = f * f
     y = _C[0] * f + _C[1]
     y = y * f + _C[2]

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import jit
 from .f16 import _bits_to_float32
-from .logf import _float32_bits
+from .logf import _log_split
 from .spaces import _load16, log_variant
 
 #: smallest normal float32: ``q ln q`` is computed as ``q * log(max(q, TINY))`` (exactly 0 at ``q = 0``)
@@ -46,7 +46,6 @@ __all__ = ["_add_box_uncertainty", "_add_box_uncertainty_log", "_entropy_update"
 _PLOGP_C = tuple(np.float32(c) for c in (-0.106066786, 0.15702602, -0.16947578, 0.199553, -0.24994054,
                                           0.33333558))
 _LN2 = np.float32(np.log(2.0))
-_SQRT2_MANT = np.uint32(0x003504F3)
 
 
 @jit
@@ -59,11 +58,7 @@ def _plogp(bits):
 def _xlogx(v):
     """``v ln v`` of a float32 ``v >= 0``, branch-free (``0 ln 0 = 0``), so the loop vectorises:
     ``v = 2**e m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` from the bits, ``ln v = e ln 2 + ln m``."""
-    b = _float32_bits(max(v, _TINY))
-    mant = np.uint32(b & np.uint32(0x007FFFFF))
-    up = mant > _SQRT2_MANT
-    e = np.int32(b >> np.uint32(23)) - np.int32(127) + (np.int32(1) if up else np.int32(0))
-    f = _bits_to_float32(np.uint32(mant | (np.uint32(0x3F000000) if up else np.uint32(0x3F800000)))) - np.float32(1.0)
+    e, f = _log_split(max(v, _TINY))
     z = f * f
     y = _PLOGP_C[0] * f + _PLOGP_C[1]
     y = y * f + _PLOGP_C[2]

@@ -121,13 +121,12 @@ def _vote_chunks(k0, k1, t, addrs, label_dtype, label_size, weights, params, tab
             for b0 in range(0, n, PAIR_BLOCK):
                 nb = min(PAIR_BLOCK, n - b0)
                 if out_kind == 0:
-                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, d[b0:b0 + nb], half, n_cand,
-                                    sc, td, bs, bl, tie,
-                                    undecided, _view(out_addr + s0 + b0, nb, np.uint8))
+                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, d[b0:b0 + nb], half,
+                                    n_cand, sc, td, bs, bl, tie, undecided, _view(out_addr + s0 + b0, nb, np.uint8))
                 else:
-                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, d[b0:b0 + nb], half, n_cand,
-                                    sc, td, bs, bl, tie,
-                                    undecided, _view(out_addr + 2 * (s0 + b0), nb, np.uint16))
+                    _pairwise_block(addrs, label_size, label_dtype, weights, zero, s0 + b0, nb, d[b0:b0 + nb], half,
+                                    n_cand, sc, td, bs, bl, tie, undecided,
+                                    _view(out_addr + 2 * (s0 + b0), nb, np.uint16))
             continue
 
         # ---- member 0's label everywhere (right wherever it holds a strict majority); then the few
