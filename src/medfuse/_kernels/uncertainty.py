@@ -43,7 +43,7 @@ import numpy as np
 from . import jit
 from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
-from .logf import _float32_bits
+from .logf import _float32_bits, _fma, _plogp
 from .raw import _view
 from .spaces import _hard_values, _hard_values_log, _load_log, _log32
 
@@ -51,6 +51,13 @@ __all__ = ["TINY", "_compare_members", "_mean_entropy", "_member_stats", "_uncer
 
 #: the smallest normal float32: ``x ln x`` clamps the log's argument to it (so 0 ln 0 = 0)
 TINY = np.float32(np.finfo(np.float32).tiny)
+#: a float16 value as float32 has its low 13 bits 0: a float16 member's running argmax is the maximum of
+#: ``bits(p) | (KEY_MASK - c)`` (larger value first, then lower class; up to KEY_MASK + 1 classes)
+KEY_MASK = 0x1FFF
+#: count keys are counted in KEY_LANES byte counters at a time (so a chunk has at most 255 * KEY_LANES voxels);
+#: KEY_NONE: a voxel counted nowhere (a hard member's label >= C)
+KEY_LANES = 64
+KEY_NONE = np.uint8(255)
 
 
 @jit
@@ -61,9 +68,30 @@ def _xlogx(x, tab):
 
 
 @jit
+def _count_keys(key, n, n_keys, lanes, hist):
+    """``hist[j] += #{i < n: key[i] == j}`` for ``j < n_keys``: one vectorised compare-and-add pass per key
+    into :data:`KEY_LANES` byte counters (``n <= 255 * KEY_LANES``), not a scattered increment per voxel."""
+    nb = n // KEY_LANES
+    for j in range(n_keys):
+        kj = np.uint8(j)
+        for q in range(KEY_LANES):
+            lanes[q] = 0
+        for blk in range(nb):
+            kb = key[blk * KEY_LANES:(blk + 1) * KEY_LANES]
+            for q in range(KEY_LANES):
+                lanes[q] += np.uint8(1) if kb[q] == kj else np.uint8(0)
+        total = 0
+        for q in range(KEY_LANES):
+            total += lanes[q]
+        for i in range(nb * KEY_LANES, n):
+            total += 1 if key[i] == kj else 0
+        hist[j] += total
+
+
+@jit
 def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_voxels, chunk, log, fchunk,
                         check_every, check_size, tol, out_addr, out_kind, entropy, mutual, disagreement,
-                        maxbits, sum_bad, sum_checked, volumes, overlap, fused_volumes, tab, plogp16, eps):
+                        maxbits, sum_bad, sum_checked, volumes, overlap, fused_volumes, tab, eps):
     """Fused labels, uncertainty maps and counts on chunks ``k0 .. k1`` (see the module docstring).
 
     Parameters
@@ -91,9 +119,7 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
     volumes, overlap : (R, M, C) int64, zeroed; fused_volumes : (R, C) int64, zeroed
         Per range: voxels of member argmax ``c``; of member argmax and fused label ``c``; of fused ``c``.
     tab : float32
-        :func:`medfuse.fusion.run.log_table` (float32 logs by :func:`_log32`; log space: the float16 logs).
-    plogp16 : (65536,) float32
-        ``p ln p`` of every float16 pattern (0 for ``p <= 0`` and non-finite patterns).
+        :func:`medfuse.fusion.run.log_table` (log space: the float16 logs and the float32 log tables).
     eps : float32
         Log space: probabilities are clamped to ``eps`` before their log.
     """
@@ -101,13 +127,19 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
     n_classes = weights.shape[1]
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    lin = np.empty((n_classes, chunk), np.float32)  # linear class sums
-    lg = np.empty((n_classes if log else 0, chunk), np.float32)  # log-space class sums
-    best = np.empty(chunk, np.float32)
-    lab = np.empty(chunk, np.int64)
+    row = np.empty(chunk, np.float32)  # linear sum of the class
+    lrow = np.empty(chunk if log else 0, np.float32)  # log-space sum of the class
+    best = np.empty(chunk, np.float32)  # fused running maximum
+    lab = np.empty(chunk, np.int32)  # fused running argmax
+    tot = np.empty(chunk, np.float32)  # S = sum_c pbar_c
+    plp = np.empty(chunk, np.float32)  # sum_c pbar_c ln pbar_c
     hm = np.empty(chunk, np.float32)  # sum_m omega_m sum_c p ln p  (minus the weighted member entropy)
-    mbest = np.empty(chunk, np.float32)
-    marg = np.empty((n_members, chunk), np.uint16)
+    mbest = np.empty((n_members, chunk), np.float32)  # member running maximum
+    marg = np.empty((n_members, chunk), np.int32)  # member running argmax (a hard member: its label)
+    mkey = np.empty((n_members, chunk), np.uint32)  # float16 member: max of (bits << 16 | 0xFFFF - class)
+    key = np.empty(chunk, np.uint8)  # count key of a member voxel: argmax, + C where the fused label agrees
+    lanes = np.empty(KEY_LANES, np.uint8)
+    hist = np.zeros((n_members + 1, 2 * n_classes), np.int64)  # counts of the keys; row M: fused labels
     s = np.empty(max(0, check_size), np.float32)
     hot, cold = _hard_values(eps)
     lhot, lcold = _hard_values_log(eps)
@@ -116,53 +148,83 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
         n = min(chunk, n_voxels - s0)
         for i in range(n):
             hm[i] = zero
-        # ---- members in order: class sums, member entropy, member argmax
+            tot[i] = zero
+            plp[i] = zero
+            best[i] = -np.inf
+            lab[i] = 0
+        # ---- member argmax rows: -inf / class 0; a hard member's row is its labels
         for m in range(n_members):
             kind = kinds[m]
-            first = m == 0
-            om = omega[m]
             ma = marg[m]
-            if kind in (KIND_U8, KIND_U16):
-                if kind == KIND_U8:
-                    l8 = _view(addrs[m] + s0, n, np.uint8)
-                    x8 = np.uint8(0)
-                    for i in range(n):
-                        ma[i] = l8[i]
-                        x8 = max(x8, l8[i])
-                    maxbits[t, m] = max(maxbits[t, m], np.uint64(x8))
-                else:
-                    l16 = _view(addrs[m] + 2 * s0, n, np.uint16)
-                    x16 = np.uint16(0)
-                    for i in range(n):
-                        ma[i] = l16[i]
-                        x16 = max(x16, l16[i])
-                    maxbits[t, m] = max(maxbits[t, m], np.uint64(x16))
-                for c in range(n_classes):
-                    wc = weights[m, c] * hot
-                    wl = weights[m, c] * cold
-                    row = lin[c]
+            if kind == KIND_U8:
+                l8 = _view(addrs[m] + s0, n, np.uint8)
+                x8 = np.uint8(0)
+                for i in range(n):
+                    ma[i] = l8[i]
+                    x8 = max(x8, l8[i])
+                maxbits[t, m] = max(maxbits[t, m], np.uint64(x8))
+            elif kind == KIND_U16:
+                l16 = _view(addrs[m] + 2 * s0, n, np.uint16)
+                x16 = np.uint16(0)
+                for i in range(n):
+                    ma[i] = l16[i]
+                    x16 = max(x16, l16[i])
+                maxbits[t, m] = max(maxbits[t, m], np.uint64(x16))
+            elif kind == KIND_F16 and n_classes <= KEY_MASK + 1:
+                mk = mkey[m]
+                for i in range(n):
+                    mk[i] = np.uint32(0)
+            else:
+                mb = mbest[m]
+                for i in range(n):
+                    mb[i] = -np.inf
+                    ma[i] = 0
+        # ---- class after class: members in order (class sums, p ln p, member argmax); then the fused step
+        for c in range(n_classes):
+            ci = np.int32(c)
+            for m in range(n_members):
+                kind = kinds[m]
+                first = m == 0
+                w = weights[m, c]
+                ma = marg[m]
+                if kind == KIND_U8 or kind == KIND_U16:
+                    wc = w * hot
+                    wl = w * cold
                     for i in range(n):
                         u = zero if first else row[i]
-                        u += wc if ma[i] == c else wl
+                        u += wc if ma[i] == ci else wl
                         row[i] = u
                     if log:
-                        wc = weights[m, c] * lhot
-                        wl = weights[m, c] * lcold
-                        row = lg[c]
+                        wc = w * lhot
+                        wl = w * lcold
                         for i in range(n):
-                            u = zero if first else row[i]
-                            u += wc if ma[i] == c else wl
-                            row[i] = u
-                continue
-            for i in range(n):
-                mbest[i] = -np.inf
-                ma[i] = 0
-            top = np.uint64(0)
-            for c in range(n_classes):
-                w = weights[m, c]
-                row = lin[c]
-                ci = np.uint16(c)
-                if kind == KIND_F16:
+                            u = zero if first else lrow[i]
+                            u += wc if ma[i] == ci else wl
+                            lrow[i] = u
+                    continue
+                om = omega[m]
+                mb = mbest[m]
+                if kind == KIND_F16 and n_classes <= KEY_MASK + 1:
+                    h = _view(addrs[m] + 2 * (c * cstrides[m] + s0), n, np.uint16)
+                    mk = mkey[m]
+                    tag = np.uint32(KEY_MASK - c)
+                    y16 = np.uint16(0)
+                    for i in range(n):
+                        b = h[i]
+                        p = _bits_to_float32(b)
+                        u = zero if first else row[i]
+                        u += w * p
+                        row[i] = u
+                        hm[i] = _fma(om, _plogp(p), hm[i])
+                        mk[i] = max(mk[i], np.uint32(_float32_bits(p) | tag))
+                        y16 = max(y16, b)
+                    maxbits[t, m] = max(maxbits[t, m], np.uint64(y16))
+                    if log:  # the table loads in a loop of their own: the one above vectorises
+                        for i in range(n):
+                            u = zero if first else lrow[i]
+                            u += w * _load_log(h[i], tab, eps)
+                            lrow[i] = u
+                elif kind == KIND_F16:  # more classes than the key holds: compare values
                     h = _view(addrs[m] + 2 * (c * cstrides[m] + s0), n, np.uint16)
                     y16 = np.uint16(0)
                     for i in range(n):
@@ -171,20 +233,18 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                         u = zero if first else row[i]
                         u += w * p
                         row[i] = u
-                        bb = mbest[i]
+                        hm[i] = _fma(om, _plogp(p), hm[i])
+                        bb = mb[i]
                         gt = p > bb
-                        mbest[i] = p if gt else bb
+                        mb[i] = p if gt else bb
                         ma[i] = ci if gt else ma[i]
                         y16 = max(y16, b)
-                    top = max(top, np.uint64(y16))
-                    for i in range(n):  # the table loads in a loop of their own: the one above vectorises
-                        hm[i] += om * plogp16[h[i]]
+                    maxbits[t, m] = max(maxbits[t, m], np.uint64(y16))
                     if log:
-                        row = lg[c]
                         for i in range(n):
-                            u = zero if first else row[i]
+                            u = zero if first else lrow[i]
                             u += w * _load_log(h[i], tab, eps)
-                            row[i] = u
+                            lrow[i] = u
                 else:
                     f = _view(addrs[m] + 4 * (c * cstrides[m] + s0), n, np.uint32)
                     y32 = np.uint32(0)
@@ -194,34 +254,36 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                         u = zero if first else row[i]
                         u += w * p
                         row[i] = u
-                        bb = mbest[i]
+                        hm[i] = _fma(om, _plogp(p), hm[i])
+                        bb = mb[i]
                         gt = p > bb
-                        mbest[i] = p if gt else bb
+                        mb[i] = p if gt else bb
                         ma[i] = ci if gt else ma[i]
                         y32 = max(y32, e)
-                    top = max(top, np.uint64(y32))
-                    for i in range(n):
-                        hm[i] += om * _xlogx(_bits_to_float32(f[i]), tab)
+                    maxbits[t, m] = max(maxbits[t, m], np.uint64(y32))
                     if log:
-                        row = lg[c]
                         for i in range(n):
-                            u = zero if first else row[i]
+                            u = zero if first else lrow[i]
                             u += w * _load_log(f[i], tab, eps)
-                            row[i] = u
-            maxbits[t, m] = max(maxbits[t, m], top)
-
-        # ---- fused argmax (lowest class on ties), as the fusion kernel's running argmax
-        for i in range(n):
-            best[i] = -np.inf
-            lab[i] = 0
-        for c in range(n_classes):
-            row = lg[c] if log else lin[c]
+                            lrow[i] = u
+            # fused argmax step (lowest class on ties), and the sums of the entropy of the mean
+            a = lrow if log else row
             for i in range(n):
-                u = row[i]
-                b = best[i]
-                gt = u > b
-                best[i] = u if gt else b
-                lab[i] = c if gt else lab[i]
+                x = row[i]
+                u = a[i]
+                bb = best[i]
+                gt = u > bb
+                best[i] = u if gt else bb
+                lab[i] = ci if gt else lab[i]
+                tot[i] += x
+                plp[i] += _plogp(x)
+
+        for m in range(n_members):  # float16 members: the argmax from the running key
+            if kinds[m] == KIND_F16 and n_classes <= KEY_MASK + 1:
+                mk = mkey[m]
+                ma = marg[m]
+                for i in range(n):
+                    ma[i] = np.int32(np.int32(KEY_MASK) - np.int32(mk[i] & np.uint32(KEY_MASK)))
         if out_kind == 0:
             o8 = _view(out_addr + s0, n, np.uint8)
             for i in range(n):
@@ -231,45 +293,34 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
             for i in range(n):
                 o16[i] = lab[i]
 
-        # ---- entropy of the (renormalised) linear mean, mutual information
-        for i in range(n):
-            best[i] = zero  # S = sum_c pbar_c
-            mbest[i] = zero  # sum_c pbar_c ln pbar_c
-        for c in range(n_classes):
-            row = lin[c]
-            for i in range(n):
-                x = row[i]
-                best[i] += x
-                mbest[i] += _xlogx(x, tab)
+        # ---- entropy of the (renormalised) linear mean, mutual information, disagreement
         ent = entropy[s0:s0 + n]
         mi = mutual[s0:s0 + n]
+        dis = disagreement[s0:s0 + n]
         for i in range(n):
-            tot = best[i]
-            hbar = (_xlogx(tot, tab) - mbest[i]) / tot if tot > zero else zero
+            x = tot[i]
+            hbar = (_plogp(x) - plp[i]) / x if x > zero else zero
             hbar = max(hbar, zero)
             ent[i] = hbar
             mi[i] = max(hbar + hm[i], zero)
-
-        # ---- disagreement and counts
-        dis = disagreement[s0:s0 + n]
-        for i in range(n):
             dis[i] = zero
-        fv = fused_volumes[t]
-        for i in range(n):
-            fv[lab[i]] += 1
-        for m in range(n_members):
-            ma = marg[m]
-            om = omega[m]
-            vm = volumes[t, m]
-            ov = overlap[t, m]
+        for m in range(n_members + 1):  # row M: the fused labels
+            ma = marg[m] if m < n_members else lab
+            om = omega[m] if m < n_members else zero
+            agree = np.int32(n_classes if m < n_members else 0)  # key offset where the member agrees with the fused label
             for i in range(n):
-                a = np.int64(ma[i])
-                same = a == lab[i]
-                dis[i] += zero if same else om
-                if a < n_classes:
-                    vm[a] += 1
-                    if same:
-                        ov[a] += 1
+                dis[i] += zero if ma[i] == lab[i] else om
+            if 2 * n_classes <= KEY_NONE:
+                for i in range(n):
+                    a = ma[i]
+                    key[i] = np.uint8(a + (agree if a == lab[i] else np.int32(0))) if a < n_classes else KEY_NONE
+                _count_keys(key, n, n_classes + agree, lanes, hist[m])
+            else:  # more keys than a byte holds: one increment per voxel
+                hm_ = hist[m]
+                for i in range(n):
+                    a = ma[i]
+                    if a < n_classes:
+                        hm_[a + (agree if a == lab[i] else 0)] += 1
 
         # ---- the fusion kernel's sampled sum check: the sample of fusion chunk K starts in this chunk
         if check_every > 0:
@@ -300,6 +351,13 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                             bad += 0 if abs(s[i] - one) <= tol else 1
                         sum_bad[t, m] += bad
                     sum_checked[t] += ns
+
+    for m in range(n_members):
+        for c in range(n_classes):
+            volumes[t, m, c] += hist[m, c] + hist[m, n_classes + c]
+            overlap[t, m, c] += hist[m, n_classes + c]
+    for c in range(n_classes):
+        fused_volumes[t, c] += hist[n_members, c]
 
 
 @jit
