@@ -44,7 +44,7 @@ from . import jit
 from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
 from .logf import _float32_bits, _fma, _plogp
-from .raw import _view
+from .raw import _prefetch, _view
 from .spaces import _hard_values, _hard_values_log, _load_log, _log32
 
 __all__ = ["TINY", "_compare_members", "_mean_entropy", "_member_stats", "_uncertainty_chunks", "_xlogx"]
@@ -54,6 +54,9 @@ TINY = np.float32(np.finfo(np.float32).tiny)
 #: a float16 value as float32 has its low 13 bits 0: a float16 member's running argmax is the maximum of
 #: ``bits(p) | (KEY_MASK - c)`` (larger value first, then lower class; up to KEY_MASK + 1 classes)
 KEY_MASK = 0x1FFF
+#: the float16 loop prefetches the next row PF_STEP voxels at a time (the hardware prefetcher does not
+#: follow the jump from one member's or class's row to the next)
+PF_STEP = 128
 #: count keys are counted in KEY_LANES byte counters at a time (so a chunk has at most 255 * KEY_LANES voxels);
 #: KEY_NONE: a voxel counted nowhere (a hard member's label >= C)
 KEY_LANES = 64
@@ -65,6 +68,26 @@ def _xlogx(x, tab):
     """``x ln x`` of a float32 ``x`` (0 for ``x <= 0``), the log by :func:`_log32` (``tab``: the log table)."""
     y = max(x, np.float32(0.0))
     return y * _log32(_float32_bits(max(y, TINY)), tab, TINY)
+
+
+@jit
+def _next_row(addrs, kinds, cstrides, m, c, s0, chunk, n_classes):
+    """Address and item size of the probability row read after member ``m``'s class ``c`` of the chunk at
+    ``s0`` (the next probability member of the class, else of the next class, else the next chunk's)."""
+    n_members = addrs.size
+    for _ in range(2 * n_members):
+        m += 1
+        if m == n_members:
+            m = 0
+            c += 1
+            if c == n_classes:
+                c = 0
+                s0 += chunk
+        if kinds[m] == KIND_F16:
+            return addrs[m] + 2 * (c * cstrides[m] + s0), 2
+        if kinds[m] == KIND_F32:
+            return addrs[m] + 4 * (c * cstrides[m] + s0), 4
+    return addrs[0], 0
 
 
 @jit
@@ -187,7 +210,7 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                 first = m == 0
                 w = weights[m, c]
                 ma = marg[m]
-                if kind == KIND_U8 or kind == KIND_U16:
+                if kind in (KIND_U8, KIND_U16):
                     wc = w * hot
                     wl = w * cold
                     for i in range(n):
@@ -209,15 +232,24 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                     mk = mkey[m]
                     tag = np.uint32(KEY_MASK - c)
                     y16 = np.uint16(0)
-                    for i in range(n):
-                        b = h[i]
-                        p = _bits_to_float32(b)
-                        u = zero if first else row[i]
-                        u += w * p
-                        row[i] = u
-                        hm[i] = _fma(om, _plogp(p), hm[i])
-                        mk[i] = max(mk[i], np.uint32(_float32_bits(p) | tag))
-                        y16 = max(y16, b)
+                    nxt, nsz = _next_row(addrs, kinds, cstrides, m, c, s0, chunk, n_classes)
+                    for j0 in range(0, n, PF_STEP):  # prefetching the next row as this one goes
+                        for line in range(0, PF_STEP * nsz, 64):
+                            _prefetch(nxt + j0 * nsz + line)
+                        j1 = min(j0 + PF_STEP, n)
+                        hs = h[j0:j1]
+                        rs = row[j0:j1]
+                        es = hm[j0:j1]
+                        ks = mk[j0:j1]
+                        for i in range(j1 - j0):
+                            b = hs[i]
+                            p = _bits_to_float32(b)
+                            u = zero if first else rs[i]
+                            u += w * p
+                            rs[i] = u
+                            es[i] = _fma(om, _plogp(p), es[i])
+                            ks[i] = max(ks[i], np.uint32(_float32_bits(p) | tag))
+                            y16 = max(y16, b)
                     maxbits[t, m] = max(maxbits[t, m], np.uint64(y16))
                     if log:  # the table loads in a loop of their own: the one above vectorises
                         for i in range(n):
@@ -307,7 +339,7 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
         for m in range(n_members + 1):  # row M: the fused labels
             ma = marg[m] if m < n_members else lab
             om = omega[m] if m < n_members else zero
-            agree = np.int32(n_classes if m < n_members else 0)  # key offset where the member agrees with the fused label
+            agree = np.int32(n_classes if m < n_members else 0)  # key offset where member and fused label agree
             for i in range(n):
                 dis[i] += zero if ma[i] == lab[i] else om
             if 2 * n_classes <= KEY_NONE:
