@@ -8,22 +8,40 @@ disagreement), plus per-range member / fused class counts. The definitions are t
 Layout and chunks
     Members are read by address (:mod:`.raw`): kinds float16 / float32 probabilities (any channel stride)
     and uint8 / uint16 label maps, as :func:`medfuse.fusion.inputs.prepare_members` prepares them. Chunks are
-    small (a power of two that divides the fusion chunk, chosen by the wrapper so that the per-thread
-    scratch stays in L2): the class sums of a chunk, ``(C, chunk)`` float32 (twice in log space), and each
-    member's argmax, ``(M, chunk)`` uint16. Per chunk, members are taken in order, and each member's
-    classes in order: its values are added to the class sums, its ``p ln p`` to the weighted member
-    entropy, and its running argmax is updated; then the fused argmax, the entropy of the mean, the
-    disagreement and the counts follow from the chunk's scratch.
+    a power of two (1024 .. 8192 voxels) dividing the fusion chunk, chosen by the wrapper so that the
+    per-thread scratch stays in L2: one class-sum row (two in log space), the fused running maximum and
+    label, the entropy sums, and per member a running argmax row (a float16 member: one packed key row).
+    Per chunk, classes are taken in order and, per class, members in order; each member's row of the class
+    is one vectorised loop: add ``w * p`` to the class sum, ``omega * p ln p`` to the member entropies,
+    update the member's running argmax. Then the class's fused argmax step and ``S += pbar``,
+    ``A += pbar ln pbar``. After the classes: the maps, then the disagreement and counts from the final
+    argmax rows.
+Where the time went (5 float16 members, 14 classes; ``benchmarks/bench_uncertainty.py``)
+    Measured by timing variants with parts removed, one thread, CPU time, alternating in one process: the
+    ``p ln p`` of every value, the scattered count increments, the member argmax and the memory access
+    pattern were each a large share. What made it fast:
+
+    * ``p ln p`` by :func:`medfuse._kernels.logf._plogp` (degree-5 polynomial, FMA, 32-bit integer lanes:
+      numba widens ``uint32 + uint32`` to 64 bits unless wrapped in ``np.uint32``, which had halved the
+      vector width), not a 65536-entry table (gathers) nor the degree-8 ``_log_f32``;
+    * a float16 member's argmax as the running maximum of ``bits(float32(p)) | (KEY_MASK - c)`` (its low 13
+      bits are 0; for non-negative values the bit order is the value order, and the lower class wins
+      ties): one integer ``max`` per value instead of a compare and two selects on two rows;
+    * counts: per member, a byte key per voxel (its argmax, ``+ C`` where it agrees with the fused label)
+      counted by one vectorised compare-and-add pass per key (:func:`_count_keys`), not a scattered
+      ``volumes[m, a] += 1`` per voxel (which waits on the previous increment of the same class);
+    * the float16 loop prefetches the row it reads next (another member's or class's row: a jump the
+      hardware prefetcher does not follow), :data:`PF_STEP` voxels at a time.
 Arithmetic of the fused labels
     The class sums are ``acc = 0; acc += w[m, c] * load(p_m[c])`` in member order in float32, exactly the
     fusion kernel's operations (a hard member adds ``w * hot`` or ``w * cold``), and the argmax keeps the
     lowest class on ties: the labels equal :func:`medfuse.fusion.fuse_probabilities` bit for bit. In log
-    space a second set of sums adds ``w * log(max(p, eps))`` read as the fusion kernel reads it
-    (:func:`medfuse._kernels.spaces._load_log`); the linear sums are kept for the entropy.
+    space a second sum adds ``w * log(max(p, eps))`` read as the fusion kernel reads it
+    (:func:`medfuse._kernels.spaces._load_log`, a table load in a loop of its own); the linear sum is kept
+    for the entropy. The maps' arithmetic (``p ln p``, FMA) is not the twin's: they match it within 1e-5.
 Logs
-    No libm call per value: a float16 member's ``p ln p`` is one load from a 65536-entry table (``plogp16``);
-    a float32 value's log is :func:`medfuse._kernels.spaces._log32` (its top 16 bits from a table, the rest
-    by a cubic ``log1p``; ~1e-9 absolute), also used for ``pbar ln pbar``. The entropy of the mean is
+    No libm call per value: ``x ln x`` is :func:`medfuse._kernels.logf._plogp` (within 1e-7 absolute on
+    ``[0, 1]``) for member values and the mean alike. The entropy of the mean is
     ``(S ln S - sum_c pbar_c ln pbar_c) / S`` with ``S = sum_c pbar_c`` (the renormalisation where per-class
     weights make ``S`` differ from 1).
 Checks
@@ -32,8 +50,8 @@ Checks
     ``check_every``-th chunk of ``fchunk`` voxels, the fusion kernel's chunk), checked by the small chunk
     that holds the sample's first voxel. A label ``>= C`` is counted nowhere (the wrapper refuses it).
 
-The accumulators' kernels (:func:`_member_stats`, :func:`_mean_entropy`, :func:`_compare_members`) compute
-the same quantities when members arrive one at a time.
+The accumulators' kernels, which compute the same quantities when members arrive one at a time, are in
+:mod:`.uncertainty_stream`.
 """
 
 from __future__ import annotations
@@ -45,9 +63,9 @@ from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
 from .logf import _float32_bits, _fma, _plogp
 from .raw import _prefetch, _view
-from .spaces import _hard_values, _hard_values_log, _load_log, _log32
+from .spaces import _hard_values, _hard_values_log, _load_log
 
-__all__ = ["TINY", "_compare_members", "_mean_entropy", "_member_stats", "_uncertainty_chunks", "_xlogx"]
+__all__ = ["KEY_MASK", "TINY", "_count_keys", "_uncertainty_chunks"]
 
 #: the smallest normal float32: ``x ln x`` clamps the log's argument to it (so 0 ln 0 = 0)
 TINY = np.float32(np.finfo(np.float32).tiny)
@@ -61,13 +79,6 @@ PF_STEP = 128
 #: KEY_NONE: a voxel counted nowhere (a hard member's label >= C)
 KEY_LANES = 64
 KEY_NONE = np.uint8(255)
-
-
-@jit
-def _xlogx(x, tab):
-    """``x ln x`` of a float32 ``x`` (0 for ``x <= 0``), the log by :func:`_log32` (``tab``: the log table)."""
-    y = max(x, np.float32(0.0))
-    return y * _log32(_float32_bits(max(y, TINY)), tab, TINY)
 
 
 @jit
@@ -103,9 +114,9 @@ def _count_keys(key, n, n_keys, lanes, hist):
             kb = key[blk * KEY_LANES:(blk + 1) * KEY_LANES]
             for q in range(KEY_LANES):
                 lanes[q] += np.uint8(1) if kb[q] == kj else np.uint8(0)
-        total = 0
+        total = np.int64(0)
         for q in range(KEY_LANES):
-            total += lanes[q]
+            total += np.int64(lanes[q])
         for i in range(nb * KEY_LANES, n):
             total += 1 if key[i] == kj else 0
         hist[j] += total
@@ -390,126 +401,3 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
             overlap[t, m, c] += hist[m, n_classes + c]
     for c in range(n_classes):
         fused_volumes[t, c] += hist[n_members, c]
-
-
-@jit
-def _member_stats(k0, k1, t, src_addr, kind, cstride, n_classes, n_voxels, chunk, arg, ent, tab, plogp16):
-    """One member's argmax (lowest class on ties) into ``arg`` (uint8 or uint16, ``n_voxels``) and its entropy
-    ``-sum_c p ln p`` into ``ent`` (float32), on chunks ``k0 .. k1``; ``kind``: 0 float16, 1 float32, with
-    ``C`` rows ``cstride`` items apart."""
-    best = np.empty(chunk, np.float32)
-    for k in range(k0, k1):
-        s0 = k * chunk
-        n = min(chunk, n_voxels - s0)
-        a = arg[s0:s0 + n]
-        h = ent[s0:s0 + n]
-        for i in range(n):
-            best[i] = -np.inf
-            a[i] = 0
-            h[i] = 0.0
-        for c in range(n_classes):
-            if kind == 0:
-                r16 = _view(src_addr + 2 * (c * cstride + s0), n, np.uint16)
-                for i in range(n):
-                    p = _bits_to_float32(r16[i])
-                    h[i] -= plogp16[r16[i]]
-                    gt = p > best[i]
-                    best[i] = p if gt else best[i]
-                    a[i] = c if gt else a[i]
-            else:
-                r32 = _view(src_addr + 4 * (c * cstride + s0), n, np.uint32)
-                for i in range(n):
-                    p = _bits_to_float32(r32[i])
-                    h[i] -= _xlogx(p, tab)
-                    gt = p > best[i]
-                    best[i] = p if gt else best[i]
-                    a[i] = c if gt else a[i]
-
-
-@jit
-def _mean_entropy(k0, k1, t, sums_addr, sums_kind, scale, n_voxels, chunk, out, tab):
-    """Entropy of ``pbar[c] = sums[c] * scale[c]`` renormalised over classes, into ``out`` (float32).
-
-    ``sums``: ``(C, n_voxels)`` C-contiguous, ``sums_kind`` 0 uint8, 1 uint16, 2 float32 (vote counts or
-    probability sums); ``scale``: (C,) float32.
-    """
-    n_classes = scale.size
-    tot = np.empty(chunk, np.float32)
-    plp = np.empty(chunk, np.float32)
-    zero = np.float32(0.0)
-    for k in range(k0, k1):
-        s0 = k * chunk
-        n = min(chunk, n_voxels - s0)
-        for i in range(n):
-            tot[i] = zero
-            plp[i] = zero
-        for c in range(n_classes):
-            j = c * n_voxels + s0
-            sc = scale[c]
-            if sums_kind == 0:
-                c8 = _view(sums_addr + j, n, np.uint8)
-                for i in range(n):
-                    x = np.float32(c8[i]) * sc
-                    tot[i] += x
-                    plp[i] += _xlogx(x, tab)
-            elif sums_kind == 1:
-                c16 = _view(sums_addr + 2 * j, n, np.uint16)
-                for i in range(n):
-                    x = np.float32(c16[i]) * sc
-                    tot[i] += x
-                    plp[i] += _xlogx(x, tab)
-            else:
-                c32 = _view(sums_addr + 4 * j, n, np.float32)
-                for i in range(n):
-                    x = c32[i] * sc
-                    tot[i] += x
-                    plp[i] += _xlogx(x, tab)
-        o = out[s0:s0 + n]
-        for i in range(n):
-            x = tot[i]
-            o[i] = max((_xlogx(x, tab) - plp[i]) / x, zero) if x > zero else zero
-
-
-@jit
-def _compare_members(k0, k1, t, arg_addrs, arg_kind, omega, fused_addr, fused_kind, n_classes, n_voxels, chunk,
-                     disagreement, volumes, overlap, fused_volumes):
-    """Disagreement (``sum_m omega_m [arg_m != fused]``, into ``disagreement``) and the per-range counts of
-    :func:`_uncertainty_chunks`, from the members' stored argmax maps (``arg_kind`` 0 uint8, 1 uint16, at
-    ``arg_addrs``) and the fused labels (``fused_kind`` likewise). Fused labels ``>= n_classes`` (an undecided
-    vote) are counted nowhere and agree with no member."""
-    n_members = arg_addrs.size
-    zero = np.float32(0.0)
-    lab = np.empty(chunk, np.int64)
-    for k in range(k0, k1):
-        s0 = k * chunk
-        n = min(chunk, n_voxels - s0)
-        if fused_kind == 0:
-            f8 = _view(fused_addr + s0, n, np.uint8)
-            for i in range(n):
-                lab[i] = f8[i]
-        else:
-            f16 = _view(fused_addr + 2 * s0, n, np.uint16)
-            for i in range(n):
-                lab[i] = f16[i]
-        fv = fused_volumes[t]
-        dis = disagreement[s0:s0 + n]
-        for i in range(n):
-            dis[i] = zero
-            if lab[i] < n_classes:
-                fv[lab[i]] += 1
-        for m in range(n_members):
-            om = omega[m]
-            vm = volumes[t, m]
-            ov = overlap[t, m]
-            if arg_kind == 0:
-                a8 = _view(arg_addrs[m] + s0, n, np.uint8)
-            else:
-                a16 = _view(arg_addrs[m] + 2 * s0, n, np.uint16)
-            for i in range(n):
-                a = np.int64(a8[i]) if arg_kind == 0 else np.int64(a16[i])
-                same = a == lab[i]
-                dis[i] += zero if same else om
-                if a < n_classes:
-                    vm[a] += 1
-                    if same:
-                        ov[a] += 1
