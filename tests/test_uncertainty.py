@@ -244,7 +244,7 @@ def test_float16_member_with_more_classes_than_the_argmax_key_holds(rng):
     members[0][:, 0, 0] = 0  # a tie at 0 everywhere but two classes: the lower class wins
     members[0][[5, 9], 0, 0] = 0.5
     # the counts (the member argmax) exactly; the maps sum 8200 float32 terms per member: 1e-3
-    labels, maps = assert_matches_twin(members, num_classes=n_classes, atol=1e-3)
+    labels, _ = assert_matches_twin(members, num_classes=n_classes, atol=1e-3)
     assert labels.dtype == np.uint16
 
 
