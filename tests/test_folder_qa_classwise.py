@@ -127,19 +127,3 @@ def test_misuse_is_refused(rng):
     one.uncertainty()
     with pytest.raises(ValidationError, match="once"):
         one.uncertainty()
-
-
-def test_xlogx_is_accurate_on_every_float16_value_and_random_float32():
-    """The entropy maps' ``p ln p`` (a degree-5 mantissa polynomial): within 6e-7 of float64 on every float16
-    value in [0, 1], within 2e-6 on random float32 values, and exactly 0 at 0."""
-    from medfuse._kernels.planes import _plogp
-
-    h = np.arange(0, 0x3C01, dtype=np.uint16)
-    got = np.array([_plogp(b) for b in h[::7]] + [_plogp(h[-1])], dtype=np.float64)
-    p = np.concatenate([h[::7], h[-1:]]).view(np.float16).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        want = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    assert np.abs(got - want).max() < 6e-7 and got[0] == 0.0
-    x = np.random.default_rng(3).random(2000, dtype=np.float32)
-    got32 = np.array([_plogp(b) for b in x.view(np.uint32)], dtype=np.float64)
-    assert np.abs(got32 - x * np.log(x.astype(np.float64))).max() < 2e-6

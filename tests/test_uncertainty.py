@@ -232,3 +232,38 @@ def test_bad_members_refused_like_fusion(rng):
     _same_refusal([good], num_classes=4)
     with pytest.raises(ValidationError, match="return_uncertainty"):
         fuse_probabilities([good], return_uncertainty="yes")  # type: ignore[call-overload]
+
+
+@pytest.mark.skipif(SLOW, reason="8200 classes: slow without the JIT")
+def test_float16_member_with_more_classes_than_the_argmax_key_holds(rng):
+    from medfuse._kernels.uncertainty import KEY_MASK
+
+    n_classes = KEY_MASK + 1 + 8  # float16 members compare values instead of packed keys
+    shape = (2, 3)
+    members = [probabilities(rng, n_classes, shape, np.float16, 0.05), probabilities(rng, n_classes, shape)]
+    members[0][:, 0, 0] = 0  # a tie at 0 everywhere but two classes: the lower class wins
+    members[0][[5, 9], 0, 0] = 0.5
+    # the counts (the member argmax) exactly; the maps sum 8200 float32 terms per member: 1e-3
+    labels, _ = assert_matches_twin(members, num_classes=n_classes, atol=1e-3)
+    assert labels.dtype == np.uint16
+
+
+def test_plogp_accuracy():
+    from medfuse._kernels.logf import _plogp
+
+    bits = np.arange(0, 0x3C01, dtype=np.uint16)  # every float16 in [0, 1]
+    p = bits.view(np.float16).astype(np.float32)
+    if SLOW:
+        p = p[::97]
+    extra = np.array([0.0, 1.0, np.finfo(np.float32).tiny, 1e-30, 0.5, 0.70710677, 0.7071068, 1.4142135],
+                     np.float32)
+    p = np.concatenate([p, extra, rng_values()])
+    got = np.array([_plogp(np.float32(x)) for x in p], dtype=np.float64)
+    pd = p.astype(np.float64)
+    expected = np.where(pd > 0, pd * np.log(np.where(pd > 0, pd, 1.0)), 0.0)
+    assert np.abs(got - expected).max() <= 2e-7
+    assert got[p == 0].max() == 0.0
+
+
+def rng_values():
+    return np.random.default_rng(5).random(200 if SLOW else 20000).astype(np.float32)

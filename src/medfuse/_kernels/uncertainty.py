@@ -8,22 +8,40 @@ disagreement), plus per-range member / fused class counts. The definitions are t
 Layout and chunks
     Members are read by address (:mod:`.raw`): kinds float16 / float32 probabilities (any channel stride)
     and uint8 / uint16 label maps, as :func:`medfuse.fusion.inputs.prepare_members` prepares them. Chunks are
-    small (a power of two that divides the fusion chunk, chosen by the wrapper so that the per-thread
-    scratch stays in L2): the class sums of a chunk, ``(C, chunk)`` float32 (twice in log space), and each
-    member's argmax, ``(M, chunk)`` uint16. Per chunk, members are taken in order, and each member's
-    classes in order: its values are added to the class sums, its ``p ln p`` to the weighted member
-    entropy, and its running argmax is updated; then the fused argmax, the entropy of the mean, the
-    disagreement and the counts follow from the chunk's scratch.
+    a power of two (1024 .. 8192 voxels) dividing the fusion chunk, chosen by the wrapper so that the
+    per-thread scratch stays in L2: one class-sum row (two in log space), the fused running maximum and
+    label, the entropy sums, and per member a running argmax row (a float16 member: one packed key row).
+    Per chunk, classes are taken in order and, per class, members in order; each member's row of the class
+    is one vectorised loop: add ``w * p`` to the class sum, ``omega * p ln p`` to the member entropies,
+    update the member's running argmax. Then the class's fused argmax step and ``S += pbar``,
+    ``A += pbar ln pbar``. After the classes: the maps, then the disagreement and counts from the final
+    argmax rows.
+Where the time went (5 float16 members, 14 classes; ``benchmarks/bench_uncertainty.py``)
+    Measured by timing variants with parts removed, one thread, CPU time, alternating in one process: the
+    ``p ln p`` of every value, the scattered count increments, the member argmax and the memory access
+    pattern were each a large share. What made it fast:
+
+    * ``p ln p`` by :func:`medfuse._kernels.logf._plogp` (degree-5 polynomial, FMA, 32-bit integer lanes:
+      numba widens ``uint32 + uint32`` to 64 bits unless wrapped in ``np.uint32``, which had halved the
+      vector width), not a 65536-entry table (gathers) nor the degree-8 ``_log_f32``;
+    * a float16 member's argmax as the running maximum of ``bits(float32(p)) | (KEY_MASK - c)`` (its low 13
+      bits are 0; for non-negative values the bit order is the value order, and the lower class wins
+      ties): one integer ``max`` per value instead of a compare and two selects on two rows;
+    * counts: per member, a byte key per voxel (its argmax, ``+ C`` where it agrees with the fused label)
+      counted by one vectorised compare-and-add pass per key (:func:`_count_keys`), not a scattered
+      ``volumes[m, a] += 1`` per voxel (which waits on the previous increment of the same class);
+    * the float16 loop prefetches the row it reads next (another member's or class's row: a jump the
+      hardware prefetcher does not follow), :data:`PF_STEP` voxels at a time.
 Arithmetic of the fused labels
     The class sums are ``acc = 0; acc += w[m, c] * load(p_m[c])`` in member order in float32, exactly the
     fusion kernel's operations (a hard member adds ``w * hot`` or ``w * cold``), and the argmax keeps the
     lowest class on ties: the labels equal :func:`medfuse.fusion.fuse_probabilities` bit for bit. In log
-    space a second set of sums adds ``w * log(max(p, eps))`` read as the fusion kernel reads it
-    (:func:`medfuse._kernels.spaces._load_log`); the linear sums are kept for the entropy.
+    space a second sum adds ``w * log(max(p, eps))`` read as the fusion kernel reads it
+    (:func:`medfuse._kernels.spaces._load_log`, a table load in a loop of its own); the linear sum is kept
+    for the entropy. The maps' arithmetic (``p ln p``, FMA) is not the twin's: they match it within 1e-5.
 Logs
-    No libm call per value: a float16 member's ``p ln p`` is one load from a 65536-entry table (``plogp16``);
-    a float32 value's log is :func:`medfuse._kernels.spaces._log32` (its top 16 bits from a table, the rest
-    by a cubic ``log1p``; ~1e-9 absolute), also used for ``pbar ln pbar``. The entropy of the mean is
+    No libm call per value: ``x ln x`` is :func:`medfuse._kernels.logf._plogp` (within 1e-7 absolute on
+    ``[0, 1]``) for member values and the mean alike. The entropy of the mean is
     ``(S ln S - sum_c pbar_c ln pbar_c) / S`` with ``S = sum_c pbar_c`` (the renormalisation where per-class
     weights make ``S`` differ from 1).
 Checks
@@ -32,8 +50,8 @@ Checks
     ``check_every``-th chunk of ``fchunk`` voxels, the fusion kernel's chunk), checked by the small chunk
     that holds the sample's first voxel. A label ``>= C`` is counted nowhere (the wrapper refuses it).
 
-The accumulators' kernels (:func:`_member_stats`, :func:`_mean_entropy`, :func:`_compare_members`) compute
-the same quantities when members arrive one at a time.
+The accumulators' kernels, which compute the same quantities when members arrive one at a time, are in
+:mod:`.uncertainty_stream`.
 """
 
 from __future__ import annotations
@@ -43,27 +61,71 @@ import numpy as np
 from . import jit
 from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
-from .logf import _float32_bits
-from .raw import _view
-from .spaces import _hard_values, _hard_values_log, _load_log, _log32
+from .logf import _float32_bits, _fma, _plogp
+from .raw import _prefetch, _view
+from .spaces import _hard_values, _hard_values_log, _load_log
 
-__all__ = ["TINY", "_compare_members", "_mean_entropy", "_member_stats", "_uncertainty_chunks", "_xlogx"]
+__all__ = ["KEY_MASK", "TINY", "_count_keys", "_uncertainty_chunks"]
 
 #: the smallest normal float32: ``x ln x`` clamps the log's argument to it (so 0 ln 0 = 0)
 TINY = np.float32(np.finfo(np.float32).tiny)
+#: a float16 value as float32 has its low 13 bits 0: a float16 member's running argmax is the maximum of
+#: ``bits(p) | (KEY_MASK - c)`` (larger value first, then lower class; up to KEY_MASK + 1 classes)
+KEY_MASK = 0x1FFF
+#: the float16 loop prefetches the next row PF_STEP voxels at a time (the hardware prefetcher does not
+#: follow the jump from one member's or class's row to the next)
+PF_STEP = 128
+#: count keys are counted in KEY_LANES byte counters at a time (so a chunk has at most 255 * KEY_LANES voxels);
+#: KEY_NONE: a voxel counted nowhere (a hard member's label >= C)
+KEY_LANES = 64
+KEY_NONE = np.uint8(255)
 
 
 @jit
-def _xlogx(x, tab):
-    """``x ln x`` of a float32 ``x`` (0 for ``x <= 0``), the log by :func:`_log32` (``tab``: the log table)."""
-    y = max(x, np.float32(0.0))
-    return y * _log32(_float32_bits(max(y, TINY)), tab, TINY)
+def _next_row(addrs, kinds, cstrides, m, c, s0, chunk, n_classes):
+    """Address and item size of the probability row read after member ``m``'s class ``c`` of the chunk at
+    ``s0`` (the next probability member of the class, else of the next class, else the next chunk's)."""
+    n_members = addrs.size
+    for _ in range(2 * n_members):
+        m += 1
+        if m == n_members:
+            m = 0
+            c += 1
+            if c == n_classes:
+                c = 0
+                s0 += chunk
+        if kinds[m] == KIND_F16:
+            return addrs[m] + 2 * (c * cstrides[m] + s0), 2
+        if kinds[m] == KIND_F32:
+            return addrs[m] + 4 * (c * cstrides[m] + s0), 4
+    return addrs[0], 0
+
+
+@jit
+def _count_keys(key, n, n_keys, lanes, hist):
+    """``hist[j] += #{i < n: key[i] == j}`` for ``j < n_keys``: one vectorised compare-and-add pass per key
+    into :data:`KEY_LANES` byte counters (``n <= 255 * KEY_LANES``), not a scattered increment per voxel."""
+    nb = n // KEY_LANES
+    for j in range(n_keys):
+        kj = np.uint8(j)
+        for q in range(KEY_LANES):
+            lanes[q] = 0
+        for blk in range(nb):
+            kb = key[blk * KEY_LANES:(blk + 1) * KEY_LANES]
+            for q in range(KEY_LANES):
+                lanes[q] += np.uint8(1) if kb[q] == kj else np.uint8(0)
+        total = np.int64(0)
+        for q in range(KEY_LANES):
+            total += np.int64(lanes[q])
+        for i in range(nb * KEY_LANES, n):
+            total += 1 if key[i] == kj else 0
+        hist[j] += total
 
 
 @jit
 def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_voxels, chunk, log, fchunk,
                         check_every, check_size, tol, out_addr, out_kind, entropy, mutual, disagreement,
-                        maxbits, sum_bad, sum_checked, volumes, overlap, fused_volumes, tab, plogp16, eps):
+                        maxbits, sum_bad, sum_checked, volumes, overlap, fused_volumes, tab, eps):
     """Fused labels, uncertainty maps and counts on chunks ``k0 .. k1`` (see the module docstring).
 
     Parameters
@@ -91,9 +153,7 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
     volumes, overlap : (R, M, C) int64, zeroed; fused_volumes : (R, C) int64, zeroed
         Per range: voxels of member argmax ``c``; of member argmax and fused label ``c``; of fused ``c``.
     tab : float32
-        :func:`medfuse.fusion.run.log_table` (float32 logs by :func:`_log32`; log space: the float16 logs).
-    plogp16 : (65536,) float32
-        ``p ln p`` of every float16 pattern (0 for ``p <= 0`` and non-finite patterns).
+        :func:`medfuse.fusion.run.log_table` (log space: the float16 logs and the float32 log tables).
     eps : float32
         Log space: probabilities are clamped to ``eps`` before their log.
     """
@@ -101,13 +161,19 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
     n_classes = weights.shape[1]
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    lin = np.empty((n_classes, chunk), np.float32)  # linear class sums
-    lg = np.empty((n_classes if log else 0, chunk), np.float32)  # log-space class sums
-    best = np.empty(chunk, np.float32)
-    lab = np.empty(chunk, np.int64)
+    row = np.empty(chunk, np.float32)  # linear sum of the class
+    lrow = np.empty(chunk if log else 0, np.float32)  # log-space sum of the class
+    best = np.empty(chunk, np.float32)  # fused running maximum
+    lab = np.empty(chunk, np.int32)  # fused running argmax
+    tot = np.empty(chunk, np.float32)  # S = sum_c pbar_c
+    plp = np.empty(chunk, np.float32)  # sum_c pbar_c ln pbar_c
     hm = np.empty(chunk, np.float32)  # sum_m omega_m sum_c p ln p  (minus the weighted member entropy)
-    mbest = np.empty(chunk, np.float32)
-    marg = np.empty((n_members, chunk), np.uint16)
+    mbest = np.empty((n_members, chunk), np.float32)  # member running maximum
+    marg = np.empty((n_members, chunk), np.int32)  # member running argmax (a hard member: its label)
+    mkey = np.empty((n_members, chunk), np.uint32)  # float16 member: max of (bits << 16 | 0xFFFF - class)
+    key = np.empty(chunk, np.uint8)  # count key of a member voxel: argmax, + C where the fused label agrees
+    lanes = np.empty(KEY_LANES, np.uint8)
+    hist = np.zeros((n_members + 1, 2 * n_classes), np.int64)  # counts of the keys; row M: fused labels
     s = np.empty(max(0, check_size), np.float32)
     hot, cold = _hard_values(eps)
     lhot, lcold = _hard_values_log(eps)
@@ -116,53 +182,92 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
         n = min(chunk, n_voxels - s0)
         for i in range(n):
             hm[i] = zero
-        # ---- members in order: class sums, member entropy, member argmax
+            tot[i] = zero
+            plp[i] = zero
+            best[i] = -np.inf
+            lab[i] = 0
+        # ---- member argmax rows: -inf / class 0; a hard member's row is its labels
         for m in range(n_members):
             kind = kinds[m]
-            first = m == 0
-            om = omega[m]
             ma = marg[m]
-            if kind in (KIND_U8, KIND_U16):
-                if kind == KIND_U8:
-                    l8 = _view(addrs[m] + s0, n, np.uint8)
-                    x8 = np.uint8(0)
-                    for i in range(n):
-                        ma[i] = l8[i]
-                        x8 = max(x8, l8[i])
-                    maxbits[t, m] = max(maxbits[t, m], np.uint64(x8))
-                else:
-                    l16 = _view(addrs[m] + 2 * s0, n, np.uint16)
-                    x16 = np.uint16(0)
-                    for i in range(n):
-                        ma[i] = l16[i]
-                        x16 = max(x16, l16[i])
-                    maxbits[t, m] = max(maxbits[t, m], np.uint64(x16))
-                for c in range(n_classes):
-                    wc = weights[m, c] * hot
-                    wl = weights[m, c] * cold
-                    row = lin[c]
+            if kind == KIND_U8:
+                l8 = _view(addrs[m] + s0, n, np.uint8)
+                x8 = np.uint8(0)
+                for i in range(n):
+                    ma[i] = l8[i]
+                    x8 = max(x8, l8[i])
+                maxbits[t, m] = max(maxbits[t, m], np.uint64(x8))
+            elif kind == KIND_U16:
+                l16 = _view(addrs[m] + 2 * s0, n, np.uint16)
+                x16 = np.uint16(0)
+                for i in range(n):
+                    ma[i] = l16[i]
+                    x16 = max(x16, l16[i])
+                maxbits[t, m] = max(maxbits[t, m], np.uint64(x16))
+            elif kind == KIND_F16 and n_classes <= KEY_MASK + 1:
+                mk = mkey[m]
+                for i in range(n):
+                    mk[i] = np.uint32(0)
+            else:
+                mb = mbest[m]
+                for i in range(n):
+                    mb[i] = -np.inf
+                    ma[i] = 0
+        # ---- class after class: members in order (class sums, p ln p, member argmax); then the fused step
+        for c in range(n_classes):
+            ci = np.int32(c)
+            for m in range(n_members):
+                kind = kinds[m]
+                first = m == 0
+                w = weights[m, c]
+                ma = marg[m]
+                if kind in (KIND_U8, KIND_U16):
+                    wc = w * hot
+                    wl = w * cold
                     for i in range(n):
                         u = zero if first else row[i]
-                        u += wc if ma[i] == c else wl
+                        u += wc if ma[i] == ci else wl
                         row[i] = u
                     if log:
-                        wc = weights[m, c] * lhot
-                        wl = weights[m, c] * lcold
-                        row = lg[c]
+                        wc = w * lhot
+                        wl = w * lcold
                         for i in range(n):
-                            u = zero if first else row[i]
-                            u += wc if ma[i] == c else wl
-                            row[i] = u
-                continue
-            for i in range(n):
-                mbest[i] = -np.inf
-                ma[i] = 0
-            top = np.uint64(0)
-            for c in range(n_classes):
-                w = weights[m, c]
-                row = lin[c]
-                ci = np.uint16(c)
-                if kind == KIND_F16:
+                            u = zero if first else lrow[i]
+                            u += wc if ma[i] == ci else wl
+                            lrow[i] = u
+                    continue
+                om = omega[m]
+                mb = mbest[m]
+                if kind == KIND_F16 and n_classes <= KEY_MASK + 1:
+                    h = _view(addrs[m] + 2 * (c * cstrides[m] + s0), n, np.uint16)
+                    mk = mkey[m]
+                    tag = np.uint32(KEY_MASK - c)
+                    y16 = np.uint16(0)
+                    nxt, nsz = _next_row(addrs, kinds, cstrides, m, c, s0, chunk, n_classes)
+                    for j0 in range(0, n, PF_STEP):  # prefetching the next row as this one goes
+                        for line in range(0, PF_STEP * nsz, 64):
+                            _prefetch(nxt + j0 * nsz + line)
+                        j1 = min(j0 + PF_STEP, n)
+                        hs = h[j0:j1]
+                        rs = row[j0:j1]
+                        es = hm[j0:j1]
+                        ks = mk[j0:j1]
+                        for i in range(j1 - j0):
+                            b = hs[i]
+                            p = _bits_to_float32(b)
+                            u = zero if first else rs[i]
+                            u += w * p
+                            rs[i] = u
+                            es[i] = _fma(om, _plogp(p), es[i])
+                            ks[i] = max(ks[i], np.uint32(_float32_bits(p) | tag))
+                            y16 = max(y16, b)
+                    maxbits[t, m] = max(maxbits[t, m], np.uint64(y16))
+                    if log:  # the table loads in a loop of their own: the one above vectorises
+                        for i in range(n):
+                            u = zero if first else lrow[i]
+                            u += w * _load_log(h[i], tab, eps)
+                            lrow[i] = u
+                elif kind == KIND_F16:  # more classes than the key holds: compare values
                     h = _view(addrs[m] + 2 * (c * cstrides[m] + s0), n, np.uint16)
                     y16 = np.uint16(0)
                     for i in range(n):
@@ -171,20 +276,18 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                         u = zero if first else row[i]
                         u += w * p
                         row[i] = u
-                        bb = mbest[i]
+                        hm[i] = _fma(om, _plogp(p), hm[i])
+                        bb = mb[i]
                         gt = p > bb
-                        mbest[i] = p if gt else bb
+                        mb[i] = p if gt else bb
                         ma[i] = ci if gt else ma[i]
                         y16 = max(y16, b)
-                    top = max(top, np.uint64(y16))
-                    for i in range(n):  # the table loads in a loop of their own: the one above vectorises
-                        hm[i] += om * plogp16[h[i]]
+                    maxbits[t, m] = max(maxbits[t, m], np.uint64(y16))
                     if log:
-                        row = lg[c]
                         for i in range(n):
-                            u = zero if first else row[i]
+                            u = zero if first else lrow[i]
                             u += w * _load_log(h[i], tab, eps)
-                            row[i] = u
+                            lrow[i] = u
                 else:
                     f = _view(addrs[m] + 4 * (c * cstrides[m] + s0), n, np.uint32)
                     y32 = np.uint32(0)
@@ -194,34 +297,36 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                         u = zero if first else row[i]
                         u += w * p
                         row[i] = u
-                        bb = mbest[i]
+                        hm[i] = _fma(om, _plogp(p), hm[i])
+                        bb = mb[i]
                         gt = p > bb
-                        mbest[i] = p if gt else bb
+                        mb[i] = p if gt else bb
                         ma[i] = ci if gt else ma[i]
                         y32 = max(y32, e)
-                    top = max(top, np.uint64(y32))
-                    for i in range(n):
-                        hm[i] += om * _xlogx(_bits_to_float32(f[i]), tab)
+                    maxbits[t, m] = max(maxbits[t, m], np.uint64(y32))
                     if log:
-                        row = lg[c]
                         for i in range(n):
-                            u = zero if first else row[i]
+                            u = zero if first else lrow[i]
                             u += w * _load_log(f[i], tab, eps)
-                            row[i] = u
-            maxbits[t, m] = max(maxbits[t, m], top)
-
-        # ---- fused argmax (lowest class on ties), as the fusion kernel's running argmax
-        for i in range(n):
-            best[i] = -np.inf
-            lab[i] = 0
-        for c in range(n_classes):
-            row = lg[c] if log else lin[c]
+                            lrow[i] = u
+            # fused argmax step (lowest class on ties), and the sums of the entropy of the mean
+            a = lrow if log else row
             for i in range(n):
-                u = row[i]
-                b = best[i]
-                gt = u > b
-                best[i] = u if gt else b
-                lab[i] = c if gt else lab[i]
+                x = row[i]
+                u = a[i]
+                bb = best[i]
+                gt = u > bb
+                best[i] = u if gt else bb
+                lab[i] = ci if gt else lab[i]
+                tot[i] += x
+                plp[i] += _plogp(x)
+
+        for m in range(n_members):  # float16 members: the argmax from the running key
+            if kinds[m] == KIND_F16 and n_classes <= KEY_MASK + 1:
+                mk = mkey[m]
+                ma = marg[m]
+                for i in range(n):
+                    ma[i] = np.int32(np.int32(KEY_MASK) - np.int32(mk[i] & np.uint32(KEY_MASK)))
         if out_kind == 0:
             o8 = _view(out_addr + s0, n, np.uint8)
             for i in range(n):
@@ -231,45 +336,34 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
             for i in range(n):
                 o16[i] = lab[i]
 
-        # ---- entropy of the (renormalised) linear mean, mutual information
-        for i in range(n):
-            best[i] = zero  # S = sum_c pbar_c
-            mbest[i] = zero  # sum_c pbar_c ln pbar_c
-        for c in range(n_classes):
-            row = lin[c]
-            for i in range(n):
-                x = row[i]
-                best[i] += x
-                mbest[i] += _xlogx(x, tab)
+        # ---- entropy of the (renormalised) linear mean, mutual information, disagreement
         ent = entropy[s0:s0 + n]
         mi = mutual[s0:s0 + n]
+        dis = disagreement[s0:s0 + n]
         for i in range(n):
-            tot = best[i]
-            hbar = (_xlogx(tot, tab) - mbest[i]) / tot if tot > zero else zero
+            x = tot[i]
+            hbar = (_plogp(x) - plp[i]) / x if x > zero else zero
             hbar = max(hbar, zero)
             ent[i] = hbar
             mi[i] = max(hbar + hm[i], zero)
-
-        # ---- disagreement and counts
-        dis = disagreement[s0:s0 + n]
-        for i in range(n):
             dis[i] = zero
-        fv = fused_volumes[t]
-        for i in range(n):
-            fv[lab[i]] += 1
-        for m in range(n_members):
-            ma = marg[m]
-            om = omega[m]
-            vm = volumes[t, m]
-            ov = overlap[t, m]
+        for m in range(n_members + 1):  # row M: the fused labels
+            ma = marg[m] if m < n_members else lab
+            om = omega[m] if m < n_members else zero
+            agree = np.int32(n_classes if m < n_members else 0)  # key offset where member and fused label agree
             for i in range(n):
-                a = np.int64(ma[i])
-                same = a == lab[i]
-                dis[i] += zero if same else om
-                if a < n_classes:
-                    vm[a] += 1
-                    if same:
-                        ov[a] += 1
+                dis[i] += zero if ma[i] == lab[i] else om
+            if 2 * n_classes <= KEY_NONE:
+                for i in range(n):
+                    a = ma[i]
+                    key[i] = np.uint8(a + (agree if a == lab[i] else np.int32(0))) if a < n_classes else KEY_NONE
+                _count_keys(key, n, n_classes + agree, lanes, hist[m])
+            else:  # more keys than a byte holds: one increment per voxel
+                hm_ = hist[m]
+                for i in range(n):
+                    a = ma[i]
+                    if a < n_classes:
+                        hm_[a + (agree if a == lab[i] else 0)] += 1
 
         # ---- the fusion kernel's sampled sum check: the sample of fusion chunk K starts in this chunk
         if check_every > 0:
@@ -301,125 +395,9 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                         sum_bad[t, m] += bad
                     sum_checked[t] += ns
 
-
-@jit
-def _member_stats(k0, k1, t, src_addr, kind, cstride, n_classes, n_voxels, chunk, arg, ent, tab, plogp16):
-    """One member's argmax (lowest class on ties) into ``arg`` (uint8 or uint16, ``n_voxels``) and its entropy
-    ``-sum_c p ln p`` into ``ent`` (float32), on chunks ``k0 .. k1``; ``kind``: 0 float16, 1 float32, with
-    ``C`` rows ``cstride`` items apart."""
-    best = np.empty(chunk, np.float32)
-    for k in range(k0, k1):
-        s0 = k * chunk
-        n = min(chunk, n_voxels - s0)
-        a = arg[s0:s0 + n]
-        h = ent[s0:s0 + n]
-        for i in range(n):
-            best[i] = -np.inf
-            a[i] = 0
-            h[i] = 0.0
+    for m in range(n_members):
         for c in range(n_classes):
-            if kind == 0:
-                r16 = _view(src_addr + 2 * (c * cstride + s0), n, np.uint16)
-                for i in range(n):
-                    p = _bits_to_float32(r16[i])
-                    h[i] -= plogp16[r16[i]]
-                    gt = p > best[i]
-                    best[i] = p if gt else best[i]
-                    a[i] = c if gt else a[i]
-            else:
-                r32 = _view(src_addr + 4 * (c * cstride + s0), n, np.uint32)
-                for i in range(n):
-                    p = _bits_to_float32(r32[i])
-                    h[i] -= _xlogx(p, tab)
-                    gt = p > best[i]
-                    best[i] = p if gt else best[i]
-                    a[i] = c if gt else a[i]
-
-
-@jit
-def _mean_entropy(k0, k1, t, sums_addr, sums_kind, scale, n_voxels, chunk, out, tab):
-    """Entropy of ``pbar[c] = sums[c] * scale[c]`` renormalised over classes, into ``out`` (float32).
-
-    ``sums``: ``(C, n_voxels)`` C-contiguous, ``sums_kind`` 0 uint8, 1 uint16, 2 float32 (vote counts or
-    probability sums); ``scale``: (C,) float32.
-    """
-    n_classes = scale.size
-    tot = np.empty(chunk, np.float32)
-    plp = np.empty(chunk, np.float32)
-    zero = np.float32(0.0)
-    for k in range(k0, k1):
-        s0 = k * chunk
-        n = min(chunk, n_voxels - s0)
-        for i in range(n):
-            tot[i] = zero
-            plp[i] = zero
-        for c in range(n_classes):
-            j = c * n_voxels + s0
-            sc = scale[c]
-            if sums_kind == 0:
-                c8 = _view(sums_addr + j, n, np.uint8)
-                for i in range(n):
-                    x = np.float32(c8[i]) * sc
-                    tot[i] += x
-                    plp[i] += _xlogx(x, tab)
-            elif sums_kind == 1:
-                c16 = _view(sums_addr + 2 * j, n, np.uint16)
-                for i in range(n):
-                    x = np.float32(c16[i]) * sc
-                    tot[i] += x
-                    plp[i] += _xlogx(x, tab)
-            else:
-                c32 = _view(sums_addr + 4 * j, n, np.float32)
-                for i in range(n):
-                    x = c32[i] * sc
-                    tot[i] += x
-                    plp[i] += _xlogx(x, tab)
-        o = out[s0:s0 + n]
-        for i in range(n):
-            x = tot[i]
-            o[i] = max((_xlogx(x, tab) - plp[i]) / x, zero) if x > zero else zero
-
-
-@jit
-def _compare_members(k0, k1, t, arg_addrs, arg_kind, omega, fused_addr, fused_kind, n_classes, n_voxels, chunk,
-                     disagreement, volumes, overlap, fused_volumes):
-    """Disagreement (``sum_m omega_m [arg_m != fused]``, into ``disagreement``) and the per-range counts of
-    :func:`_uncertainty_chunks`, from the members' stored argmax maps (``arg_kind`` 0 uint8, 1 uint16, at
-    ``arg_addrs``) and the fused labels (``fused_kind`` likewise). Fused labels ``>= n_classes`` (an undecided
-    vote) are counted nowhere and agree with no member."""
-    n_members = arg_addrs.size
-    zero = np.float32(0.0)
-    lab = np.empty(chunk, np.int64)
-    for k in range(k0, k1):
-        s0 = k * chunk
-        n = min(chunk, n_voxels - s0)
-        if fused_kind == 0:
-            f8 = _view(fused_addr + s0, n, np.uint8)
-            for i in range(n):
-                lab[i] = f8[i]
-        else:
-            f16 = _view(fused_addr + 2 * s0, n, np.uint16)
-            for i in range(n):
-                lab[i] = f16[i]
-        fv = fused_volumes[t]
-        dis = disagreement[s0:s0 + n]
-        for i in range(n):
-            dis[i] = zero
-            if lab[i] < n_classes:
-                fv[lab[i]] += 1
-        for m in range(n_members):
-            om = omega[m]
-            vm = volumes[t, m]
-            ov = overlap[t, m]
-            if arg_kind == 0:
-                a8 = _view(arg_addrs[m] + s0, n, np.uint8)
-            else:
-                a16 = _view(arg_addrs[m] + 2 * s0, n, np.uint16)
-            for i in range(n):
-                a = np.int64(a8[i]) if arg_kind == 0 else np.int64(a16[i])
-                same = a == lab[i]
-                dis[i] += zero if same else om
-                if a < n_classes:
-                    vm[a] += 1
-                    if same:
-                        ov[a] += 1
+            volumes[t, m, c] += hist[m, c] + hist[m, n_classes + c]
+            overlap[t, m, c] += hist[m, n_classes + c]
+    for c in range(n_classes):
+        fused_volumes[t, c] += hist[n_members, c]

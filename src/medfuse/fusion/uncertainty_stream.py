@@ -14,7 +14,7 @@ Members arrive one at a time, and the fused label is known only at the end, so t
   (``C x voxels`` float32).
 * at the end (:meth:`StreamingUncertainty.maps`): the entropy of the (renormalised) weighted mean from the
   sums, the mutual information, and the disagreement and counts from the argmax maps and the fused labels
-  (kernels of :mod:`medfuse._kernels.uncertainty`).
+  (kernels of :mod:`medfuse._kernels.uncertainty_stream`).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ class StreamingUncertainty:
 
     def _member_stats(self, src: NDArray[Any], arg: NDArray[Any], ent: NDArray[np.float32]) -> None:
         from .._kernels.threads import n_threads, run_ranges, split
-        from .._kernels.uncertainty import _member_stats
+        from .._kernels.uncertainty_stream import _member_stats
 
         n_voxels = arg.size
         threads = n_threads()
@@ -168,7 +168,7 @@ class StreamingUncertainty:
         (``pbar[c] = sums[c] * scale[c]``; uint8 / uint16 / float32) and per-class weight totals.
         ``one_hot``: every member is a label map (vote), so the mutual information equals the entropy."""
         from .._kernels.threads import n_threads, run_ranges, split
-        from .._kernels.uncertainty import _compare_members, _mean_entropy
+        from .._kernels.uncertainty_stream import _compare_members, _mean_entropy
 
         n_members, n_classes = len(self._args), self._n_classes
         w_norm = np.array(self._weights).reshape(n_members, n_classes) / totals[None, :]
