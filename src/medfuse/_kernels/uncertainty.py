@@ -62,7 +62,7 @@ from . import jit
 from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
 from .logf import _float32_bits, _fma, _plogp
-from .raw import _prefetch, _view
+from .raw import _prefetch, _view, inline
 from .spaces import _hard_values, _hard_values_log, _load_log
 
 __all__ = ["KEY_MASK", "TINY", "_count_keys", "_uncertainty_chunks"]
@@ -269,46 +269,16 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                             lrow[i] = u
                 elif kind == KIND_F16:  # more classes than the key holds: compare values
                     h = _view(addrs[m] + 2 * (c * cstrides[m] + s0), n, np.uint16)
-                    y16 = np.uint16(0)
-                    for i in range(n):
-                        b = h[i]
-                        p = _bits_to_float32(b)
-                        u = zero if first else row[i]
-                        u += w * p
-                        row[i] = u
-                        hm[i] = _fma(om, _plogp(p), hm[i])
-                        bb = mb[i]
-                        gt = p > bb
-                        mb[i] = p if gt else bb
-                        ma[i] = ci if gt else ma[i]
-                        y16 = max(y16, b)
-                    maxbits[t, m] = max(maxbits[t, m], np.uint64(y16))
+                    top = _add_compare(h, n, row, hm, mb, ma, w, om, ci, first, zero)
+                    maxbits[t, m] = max(maxbits[t, m], np.uint64(top))
                     if log:
-                        for i in range(n):
-                            u = zero if first else lrow[i]
-                            u += w * _load_log(h[i], tab, eps)
-                            lrow[i] = u
+                        _add_log(h, n, lrow, w, first, zero, tab, eps)
                 else:
                     f = _view(addrs[m] + 4 * (c * cstrides[m] + s0), n, np.uint32)
-                    y32 = np.uint32(0)
-                    for i in range(n):
-                        e = f[i]
-                        p = _bits_to_float32(e)
-                        u = zero if first else row[i]
-                        u += w * p
-                        row[i] = u
-                        hm[i] = _fma(om, _plogp(p), hm[i])
-                        bb = mb[i]
-                        gt = p > bb
-                        mb[i] = p if gt else bb
-                        ma[i] = ci if gt else ma[i]
-                        y32 = max(y32, e)
-                    maxbits[t, m] = max(maxbits[t, m], np.uint64(y32))
+                    top = _add_compare(f, n, row, hm, mb, ma, w, om, ci, first, zero)
+                    maxbits[t, m] = max(maxbits[t, m], np.uint64(top))
                     if log:
-                        for i in range(n):
-                            u = zero if first else lrow[i]
-                            u += w * _load_log(f[i], tab, eps)
-                            lrow[i] = u
+                        _add_log(f, n, lrow, w, first, zero, tab, eps)
             # fused argmax step (lowest class on ties), and the sums of the entropy of the mean
             a = lrow if log else row
             for i in range(n):
@@ -401,3 +371,33 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
             overlap[t, m, c] += hist[m, n_classes + c]
     for c in range(n_classes):
         fused_volumes[t, c] += hist[n_members, c]
+
+
+@inline
+def _add_compare(h, n, row, hm, mb, ma, w, om, ci, first, zero):
+    """One member's class row (float16 or float32 bits ``h``) by value comparison: ``row += w p`` (or ``=``
+    when ``first``), ``hm += om p ln p``, running max ``mb`` / argmax ``ma`` (strict ``>``: the lower class
+    keeps a tie). Returns the largest bit pattern (the range check)."""
+    top = h[0]  # n >= 1: every chunk holds a voxel
+    for i in range(n):
+        b = h[i]
+        p = _bits_to_float32(b)
+        u = zero if first else row[i]
+        u += w * p
+        row[i] = u
+        hm[i] = _fma(om, _plogp(p), hm[i])
+        bb = mb[i]
+        gt = p > bb
+        mb[i] = p if gt else bb
+        ma[i] = ci if gt else ma[i]
+        top = max(top, b)
+    return top
+
+
+@inline
+def _add_log(h, n, lrow, w, first, zero, tab, eps):
+    """``lrow += w log(max(p, eps))`` (or ``=`` when ``first``), in a loop of its own (table loads)."""
+    for i in range(n):
+        u = zero if first else lrow[i]
+        u += w * _load_log(h[i], tab, eps)
+        lrow[i] = u
