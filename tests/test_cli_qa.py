@@ -33,7 +33,7 @@ def test_fuse_qa_writes_tables_maps_and_figures(cases, tmp_path, capsys):
     assert [float(r["qa_score"]) for r in rows] == sorted((float(r["qa_score"]) for r in rows), reverse=True)
     assert rows[0]["case"] in text.split("most suspicious")[1]  # the top case is printed
     for case, ph in cases.phantoms.items():  # --save-uncertainty alone: the entropy map
-        saved, g = io.read_nifti(out / f"{case}_entropy.nii.gz")
+        saved, g = io.read_nifti(out / "uncertainty" / f"{case}_entropy.nii.gz")
         assert g == ph.geometry and saved.max() > 0
         assert not (out / f"{case}_disagreement.nii.gz").exists()
     figures = sorted(p.name for p in out.glob("*.png"))
@@ -41,13 +41,24 @@ def test_fuse_qa_writes_tables_maps_and_figures(cases, tmp_path, capsys):
     for name in figures:
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and data.rstrip(b"\x00")[-8:-4] == b"IEND"
+    # the maps live in uncertainty/, so the output is still a folder of cases: it zips into a submission
+    # of exactly the fused label maps, and a resumed run trusts what it wrote
+    assert main(["submit", str(out), str(tmp_path / "sub.zip"), "--no-progress"]) == 0
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "sub.zip") as zf:
+        assert sorted(zf.namelist()) == sorted(f"{c}.nii.gz" for c in cases.phantoms)
+    capsys.readouterr()
+    assert main(["fuse", *map(str, cases.members), "-o", str(out), "--qa", "--save-uncertainty",
+                 "--no-progress"]) == 0  # every case resumed from the journal: the maps' digests still match
+    assert (out / "qa.csv").is_file()
 
 
 def test_figures_without_saved_maps_recompute_the_entropy(cases, tmp_path):
     out = tmp_path / "nomaps"
     assert main(["fuse", *map(str, cases.members), "-o", str(out), "--qa", "--qa-figures", "1", "--method", "vote",
                  "--cases", "case_0,case_2", "--no-progress"]) == 0
-    assert len(list(out.glob("qa_*.png"))) == 1 and not list(out.glob("*_entropy.nii.gz"))
+    assert len(list(out.glob("qa_*.png"))) == 1 and not (out / "uncertainty").exists()
 
 
 @pytest.mark.parametrize(("argv", "flag"), [

@@ -68,7 +68,7 @@ def test_qa_rows_equal_the_in_memory_computation_and_are_sorted(cases, tmp_path)
         maps = _twin_maps(cases.full[case], labels, weights)
         _assert_row(by_case[case], case_qa(labels, maps, case=case, spacing_mm=ph.geometry.spacing))
         for name in ("entropy", "disagreement"):  # saved maps: original geometry, float32, = the twin
-            saved, g = io.read_nifti(out / f"{case}_{name}.nii.gz")
+            saved, g = io.read_nifti(out / "uncertainty" / f"{case}_{name}.nii.gz")
             assert g == ph.geometry and saved.dtype == np.float32
             np.testing.assert_allclose(saved, maps.map(name), atol=3e-5)
         box = tuple(slice(lo, hi) for lo, hi in ph.crop_bbox)
@@ -117,7 +117,8 @@ def test_vote_and_staple_maps_from_the_members_labels(cases, tmp_path, method):
         hard = [m.argmax(axis=0).astype(np.uint8) for m in cases.full[case]]
         maps = _twin_maps(hard, labels)
         _assert_row(by_case[case], case_qa(labels, maps, case=case, spacing_mm=ph.geometry.spacing))
-        np.testing.assert_allclose(io.read_nifti(out / f"{case}_entropy.nii.gz")[0], maps.entropy, atol=3e-5)
+        saved = io.read_nifti(out / "uncertainty" / f"{case}_entropy.nii.gz")[0]
+        np.testing.assert_allclose(saved, maps.entropy, atol=3e-5)
 
 
 def test_qa_arguments_are_checked(cases, tmp_path):

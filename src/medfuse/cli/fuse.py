@@ -62,8 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                     help="also compute each case's uncertainty maps in the fusion pass; write qa.csv, qa.json "
                          "(cases ranked by qa_score, most suspicious first) and qa.png; print the top cases")
     qa.add_argument("--save-uncertainty", nargs="*", metavar="MAP", default=None,
-                    help="with --qa: also write <case>_<MAP>.nii.gz (float32, original geometry); MAP is one of "
-                         f"{', '.join(_map_names())} (default: entropy)")
+                    help="with --qa: also write uncertainty/<case>_<MAP>.nii.gz (float32, original geometry); MAP "
+                         f"is one of {', '.join(_map_names())} (default: entropy)")
     qa.add_argument("--qa-figures", type=int, default=0, metavar="K",
                     help="with --qa: also draw qa_<case>.png (the worst slices: fused labels with the entropy "
                          "overlaid, members beside) for the K most suspicious cases (needs the 'plots' extra)")

@@ -62,7 +62,7 @@ class _CaseJob:
     space: str = "probability"  # "mean" in probability or log space (fusion.run.Space)
     eps: float = 1e-6
     qa: bool = False  # also the uncertainty maps and the case's QA row
-    save_uncertainty: tuple[str, ...] = ()  # maps written as <case>_<map>.nii.gz
+    save_uncertainty: tuple[str, ...] = ()  # maps written as uncertainty/<case>_<map>.nii.gz
 
 
 def _member_weight(weights: NDArray[np.float64] | None, m: int, num_classes: int, folder: str) -> NDArray[np.float64]:

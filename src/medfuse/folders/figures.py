@@ -2,7 +2,7 @@
 
 Drawn after fusion from a :class:`~medfuse.folders.fuse.FusionReport` of a run with ``qa=True``. The slice
 figures of the ``top`` most suspicious cases re-read those cases' members (their labels: a probability
-member's argmax) and take the entropy map from ``<case>_entropy.nii.gz`` when the run saved it; otherwise
+member's argmax) and take the entropy map from ``uncertainty/<case>_entropy.nii.gz`` when the run saved it; otherwise
 the case is fused once more, with its uncertainty, into a temporary folder that is removed afterwards.
 matplotlib is imported lazily (extra ``plots``); figures are written atomically.
 """
@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from ..errors import ValidationError
 from .fuse import FusionReport, fuse_folders
+from .qa import map_file
 
 __all__ = ["qa_figures"]
 
@@ -35,7 +36,7 @@ def _member_labels(folder: str, case: str) -> NDArray[Any]:
 def _entropy(report: FusionReport, case: str) -> NDArray[np.float32]:
     from .. import io
 
-    saved = report.output / f"{case}_entropy.nii.gz"
+    saved = report.output / map_file(case, "entropy")
     if saved.is_file():
         return np.asarray(io.read_nifti(saved)[0], dtype=np.float32)
     tmp = Path(tempfile.mkdtemp(prefix="medfuse-qa-"))
@@ -43,7 +44,7 @@ def _entropy(report: FusionReport, case: str) -> NDArray[np.float32]:
         fuse_folders(list(report.members), tmp / "case", method=report.method, weights=report.weights,
                      cases=[case], progress=False, space="log" if report.space == "log" else "probability",
                      qa=True, save_uncertainty=["entropy"])
-        return np.asarray(io.read_nifti(tmp / "case" / f"{case}_entropy.nii.gz")[0], dtype=np.float32)
+        return np.asarray(io.read_nifti(tmp / "case" / map_file(case, "entropy"))[0], dtype=np.float32)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -24,7 +24,7 @@ from .._core.progress import progress_bar
 from .._version import __version__
 from ..errors import CaseMismatchError, ValidationError
 from ..fusion.run import DEFAULT_EPS, Space, check_space
-from ..io.journal import FileDigest, digest_files, journaled_run, v1_case_files
+from ..io.journal import FileDigest, digest_files, journaled_run
 from ..io.jsonfile import write_json
 from ..quality import CaseQA, qa_table, write_qa
 from .cases import Method, _CaseJob, _fuse_case
@@ -204,7 +204,7 @@ def _fuse_and_digest(job: _CaseJob) -> _Done:
     so the files found now are exactly the ones this job wrote; it checks their sizes and records them.
     """
     case, seconds, qa = _fuse_case(job)
-    names = (*v1_case_files(case), *(f"{case}_{n}.nii.gz" for n in job.save_uncertainty))
+    names = case_files(job.save_uncertainty)(case)
     return case, seconds, digest_files(job.output, names), qa
 
 
@@ -293,9 +293,9 @@ def fuse_folders(
         :attr:`FusionReport.qa` holds the same rows. Part of the settings (a resume needs the same).
     save_uncertainty : sequence of str, default ()
         With ``qa``: also write these maps (``"entropy"``, ``"mutual_information"``, ``"disagreement"``)
-        as ``<case>_<map>.nii.gz`` (float32, original geometry, 0 outside the fused domain, where every
-        member is certain background). Such files look like cases to a folder reader: keep this output out
-        of another ensemble's members, or write the maps to a separate run.
+        as ``uncertainty/<case>_<map>.nii.gz`` (float32, original geometry, 0 outside the fused domain, where
+        every member is certain background). The subfolder keeps the output a folder of cases:
+        ``medfuse submit`` and the folder readers see only the fused label maps.
 
     Returns
     -------

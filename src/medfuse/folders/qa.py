@@ -49,12 +49,22 @@ def as_map_names(save_uncertainty: Sequence[str] | str | None) -> tuple[str, ...
     return tuple(n for n in UncertaintyMaps.MAP_NAMES if n in names)
 
 
+#: saved maps go to this subfolder of the output, so the output stays a folder of cases (``medfuse submit``
+#: and the folder readers see only the fused label maps)
+MAPS_DIR = "uncertainty"
+
+
+def map_file(case: str, name: str) -> str:
+    """Where a saved map lives, relative to the output folder: ``uncertainty/<case>_<map>.nii.gz``."""
+    return f"{MAPS_DIR}/{case}_{name}.nii.gz"
+
+
 def case_files(names: Sequence[str]) -> Any:
-    """Case -> every file a case may write: the v1 files, plus ``<case>_<map>.nii.gz`` for ``names``."""
+    """Case -> every file a case may write: the v1 files, plus the saved maps of ``names``."""
     from ..io.journal import v1_case_files
 
     def files(case: str) -> tuple[str, ...]:
-        return (*v1_case_files(case), *(f"{case}_{n}.nii.gz" for n in names))
+        return (*v1_case_files(case), *(map_file(case, n) for n in names))
 
     return files
 
@@ -123,12 +133,15 @@ def grow_maps(maps: UncertaintyMaps, labels: NDArray[Any], domain: Box, shape: S
 
 def write_maps(output: Path, case: str, maps: UncertaintyMaps, names: Sequence[str], box: Box,
                geometry: Geometry) -> None:
-    """``<case>_<map>.nii.gz`` (float32, the original geometry; 0 outside ``box``) for each of ``names``."""
+    """``uncertainty/<case>_<map>.nii.gz`` (float32, the original geometry; 0 outside ``box``) for each of
+    ``names``."""
     from ..io import write_nifti
 
+    if names:
+        (output / MAPS_DIR).mkdir(exist_ok=True)
     for name in names:
         full = paste_into_box(maps.map(name), box, geometry.shape, fill=0)
-        write_nifti(output / f"{case}_{name}.nii.gz", full.astype(np.float32, copy=False), geometry,
+        write_nifti(output / map_file(case, name), full.astype(np.float32, copy=False), geometry,
                     dtype=np.float32)
         del full
 

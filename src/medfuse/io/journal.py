@@ -64,20 +64,22 @@ class FileDigest:
     sha256: str
 
     @classmethod
-    def of(cls, path: Path) -> FileDigest:
+    def of(cls, path: Path, name: str | None = None) -> FileDigest:
+        """Digest of ``path``, recorded under ``name`` (its path inside the output folder; default: its
+        file name)."""
         h = hashlib.sha256()
         size = 0
         with open(path, "rb") as f:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
                 size += len(chunk)
-        return cls(path.name, size, h.hexdigest())
+        return cls(path.name if name is None else name, size, h.hexdigest())
 
     def matches(self, folder: Path) -> bool:
         """Whether ``folder/name`` still has this size and checksum."""
         path = folder / self.name
         try:
-            return path.stat().st_size == self.size and FileDigest.of(path) == self
+            return path.stat().st_size == self.size and FileDigest.of(path, self.name) == self
         except OSError:
             return False
 
@@ -90,12 +92,14 @@ def v1_case_files(case: str) -> tuple[str, ...]:
 def digest_files(folder: str | os.PathLike[str], names: Iterable[str]) -> tuple[FileDigest, ...]:
     """Digests of those of ``names`` that exist in ``folder`` (a worker calls this after writing a case)."""
     root = Path(folder)
-    return tuple(FileDigest.of(root / n) for n in names if (root / n).is_file())
+    return tuple(FileDigest.of(root / n, n) for n in names if (root / n).is_file())
 
 
 def sweep_temporaries(folder: Path) -> None:
-    """Delete the temporary files an interrupted run left in ``folder`` and its journal (hold the lock!)."""
-    for sub in (folder, folder / JOURNAL_DIR / _RECORDS, folder / JOURNAL_DIR / _SETTINGS):
+    """Delete the temporary files an interrupted run left in ``folder``, its subfolders (saved maps) and its
+    journal (hold the lock!)."""
+    subfolders = [p for p in folder.iterdir() if p.is_dir() and p.name != JOURNAL_DIR] if folder.is_dir() else []
+    for sub in (folder, *subfolders, folder / JOURNAL_DIR / _RECORDS, folder / JOURNAL_DIR / _SETTINGS):
         if sub.is_dir():
             for p in sub.iterdir():
                 if p.is_file() and is_temporary(p.name):
