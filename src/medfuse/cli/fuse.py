@@ -66,7 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                          f"is one of {', '.join(_map_names())} (default: entropy)")
     qa.add_argument("--qa-figures", type=int, default=0, metavar="K",
                     help="with --qa: also draw qa_<case>.png (the worst slices: fused labels with the entropy "
-                         "overlaid, members beside) for the K most suspicious cases (needs the 'plots' extra)")
+                         "overlaid, members beside) for the K most suspicious cases (needs the 'plot' extra)")
     add_executor_arguments(parser)
 
 

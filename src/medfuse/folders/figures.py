@@ -4,7 +4,7 @@ Drawn after fusion from a :class:`~medfuse.folders.fuse.FusionReport` of a run w
 figures of the ``top`` most suspicious cases re-read those cases' members (their labels: a probability
 member's argmax) and take the entropy map from ``uncertainty/<case>_entropy.nii.gz`` when the run saved it; otherwise
 the case is fused once more, with its uncertainty, into a temporary folder that is removed afterwards.
-matplotlib is imported lazily (extra ``plots``); figures are written atomically.
+matplotlib is imported lazily (extra ``plot``); figures are written atomically.
 """
 
 from __future__ import annotations
