@@ -11,26 +11,19 @@ import numpy as np
 
 from . import jit
 from .f16 import _bits_to_float32
-from .logf import _float32_bits
+from .logf import _plogp
 from .raw import _view
-from .spaces import _log32
-from .uncertainty import TINY
 
-__all__ = ["_compare_members", "_mean_entropy", "_member_stats", "_xlogx"]
+__all__ = ["_compare_members", "_mean_entropy", "_member_stats"]
 
 
 @jit
-def _xlogx(x, tab):
-    """``x ln x`` of a float32 ``x`` (0 for ``x <= 0``), the log by :func:`_log32` (``tab``: the log table)."""
-    y = max(x, np.float32(0.0))
-    return y * _log32(_float32_bits(max(y, TINY)), tab, TINY)
-
-
-@jit
-def _member_stats(k0, k1, t, src_addr, kind, cstride, n_classes, n_voxels, chunk, arg, ent, tab, plogp16):
+def _member_stats(k0, k1, t, src_addr, kind, cstride, n_classes, n_voxels, chunk, arg, ent):
     """One member's argmax (lowest class on ties) into ``arg`` (uint8 or uint16, ``n_voxels``) and its entropy
     ``-sum_c p ln p`` into ``ent`` (float32), on chunks ``k0 .. k1``; ``kind``: 0 float16, 1 float32, with
-    ``C`` rows ``cstride`` items apart."""
+    ``C`` rows ``cstride`` items apart. ``p ln p`` is :func:`medfuse._kernels.logf._plogp` (as in the
+    one-pass kernel); a negative value (an unchecked member) adds 0."""
+    zero = np.float32(0.0)
     best = np.empty(chunk, np.float32)
     for k in range(k0, k1):
         s0 = k * chunk
@@ -46,7 +39,7 @@ def _member_stats(k0, k1, t, src_addr, kind, cstride, n_classes, n_voxels, chunk
                 r16 = _view(src_addr + 2 * (c * cstride + s0), n, np.uint16)
                 for i in range(n):
                     p = _bits_to_float32(r16[i])
-                    h[i] -= plogp16[r16[i]]
+                    h[i] -= _plogp(max(p, zero))
                     gt = p > best[i]
                     best[i] = p if gt else best[i]
                     a[i] = c if gt else a[i]
@@ -54,14 +47,14 @@ def _member_stats(k0, k1, t, src_addr, kind, cstride, n_classes, n_voxels, chunk
                 r32 = _view(src_addr + 4 * (c * cstride + s0), n, np.uint32)
                 for i in range(n):
                     p = _bits_to_float32(r32[i])
-                    h[i] -= _xlogx(p, tab)
+                    h[i] -= _plogp(max(p, zero))
                     gt = p > best[i]
                     best[i] = p if gt else best[i]
                     a[i] = c if gt else a[i]
 
 
 @jit
-def _mean_entropy(k0, k1, t, sums_addr, sums_kind, scale, n_voxels, chunk, out, tab):
+def _mean_entropy(k0, k1, t, sums_addr, sums_kind, scale, n_voxels, chunk, out):
     """Entropy of ``pbar[c] = sums[c] * scale[c]`` renormalised over classes, into ``out`` (float32).
 
     ``sums``: ``(C, n_voxels)`` C-contiguous, ``sums_kind`` 0 uint8, 1 uint16, 2 float32 (vote counts or
@@ -85,23 +78,23 @@ def _mean_entropy(k0, k1, t, sums_addr, sums_kind, scale, n_voxels, chunk, out, 
                 for i in range(n):
                     x = np.float32(c8[i]) * sc
                     tot[i] += x
-                    plp[i] += _xlogx(x, tab)
+                    plp[i] += _plogp(max(x, zero))
             elif sums_kind == 1:
                 c16 = _view(sums_addr + 2 * j, n, np.uint16)
                 for i in range(n):
                     x = np.float32(c16[i]) * sc
                     tot[i] += x
-                    plp[i] += _xlogx(x, tab)
+                    plp[i] += _plogp(max(x, zero))
             else:
                 c32 = _view(sums_addr + 4 * j, n, np.float32)
                 for i in range(n):
                     x = c32[i] * sc
                     tot[i] += x
-                    plp[i] += _xlogx(x, tab)
+                    plp[i] += _plogp(max(x, zero))
         o = out[s0:s0 + n]
         for i in range(n):
             x = tot[i]
-            o[i] = max((_xlogx(x, tab) - plp[i]) / x, zero) if x > zero else zero
+            o[i] = max((_plogp(x) - plp[i]) / x, zero) if x > zero else zero
 
 
 @jit

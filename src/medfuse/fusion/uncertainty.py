@@ -18,7 +18,6 @@ Dice against the fused result (:meth:`UncertaintyMaps.member_dice`) without keep
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -112,18 +111,6 @@ class UncertaintyMaps:
         shape = "x".join(str(n) for n in self.entropy.shape)
         return (f"UncertaintyMaps({shape}, {self.num_members} members, {self.num_classes} classes, "
                 f"mean entropy {float(self.entropy.mean()) if self.entropy.size else 0.0:.4f} nats)")
-
-
-@functools.lru_cache(maxsize=1)
-def plogp16_table() -> NDArray[np.float32]:
-    """``p ln p`` (float64, rounded to float32) of every float16 bit pattern ``p``; 0 where ``p <= 0`` or
-    ``p`` is not finite."""
-    p = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float64)
-    ok = np.isfinite(p) & (p > 0)
-    tab = np.zeros(65536, dtype=np.float32)
-    tab[ok] = (p[ok] * np.log(p[ok])).astype(np.float32)
-    tab.setflags(write=False)
-    return tab
 
 
 def uncertainty_chunk(n_classes: int, n_members: int, *, log: bool) -> int:

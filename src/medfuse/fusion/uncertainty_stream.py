@@ -26,8 +26,7 @@ from numpy.typing import NDArray
 
 from .._core.labels import label_dtype
 from ..geometry import Box, outside_box
-from .run import DEFAULT_EPS, log_table
-from .uncertainty import UncertaintyMaps, empty_maps, plogp16_table
+from .uncertainty import UncertaintyMaps, empty_maps
 
 __all__ = ["StreamingUncertainty"]
 
@@ -121,10 +120,7 @@ class StreamingUncertainty:
             arg[...] = np.where(take, code, arg)
             if self.lin is not None:
                 self.lin[c][region] += np.float32(w) * value
-        if channel.dtype == np.float16:
-            part.ent[inner] -= plogp16_table()[channel.view(np.uint16)]
-        else:
-            part.ent[inner] -= _xlogx(p)
+        part.ent[inner] -= _xlogx(p)
         part.weights[c] = w
         part.seen[c] = True
         if part.seen.all():
@@ -158,7 +154,6 @@ class StreamingUncertainty:
             _member_stats, split(-(-n_voxels // _CHUNK), threads), threads,
             src.ctypes.data, 0 if src.dtype == np.float16 else 1, src.strides[0] // src.itemsize,
             self._n_classes, n_voxels, _CHUNK, arg.reshape(-1), ent.reshape(-1),
-            log_table(DEFAULT_EPS), plogp16_table(),
         )
 
     # ---------------------------------------------------------------- results
@@ -181,7 +176,7 @@ class StreamingUncertainty:
         entropy = np.empty(self._shape, dtype=np.float32)
         kind = {np.dtype(np.uint8): 0, np.dtype(np.uint16): 1}.get(sums.dtype, 2)
         run_ranges(_mean_entropy, ranges, threads, sums.ctypes.data, kind, np.ascontiguousarray(scale, np.float32),
-                   n_voxels, _CHUNK, entropy.reshape(-1), log_table(DEFAULT_EPS))
+                   n_voxels, _CHUNK, entropy.reshape(-1))
         if one_hot:
             mutual = entropy.copy()
         else:
