@@ -27,7 +27,7 @@ import numpy as np
 
 from . import jit
 from .f16 import _bits_to_float32
-from .raw import _view
+from .raw import _store_labels, _view
 from .spaces import _load16, _load32, log_variant
 
 __all__ = ["_add_rows", "_add_rows_log", "_vote_add", "_vote_labels"]
@@ -245,14 +245,7 @@ def _vote_labels(k0, k1, t, chunk, n_voxels, counts_addr, counts_kind, n_classes
             for i in range(n):
                 if tied[i] != 0:
                     lab[i] = undecided
-        if out_kind == 0:
-            o8 = _view(out_addr + s0, n, np.uint8)
-            for i in range(n):
-                o8[i] = lab[i]
-        else:
-            o16 = _view(out_addr + 2 * s0, n, np.uint16)
-            for i in range(n):
-                o16[i] = lab[i]
+        _store_labels(out_addr, out_kind, s0, lab, n)
 
 
 #: :func:`_add_rows` in log space (see :mod:`medfuse._kernels.spaces`)

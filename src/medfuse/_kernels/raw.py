@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numba
+import numpy as np
 from llvmlite import ir  # type: ignore[import-untyped]
 from numba import types
 from numba.core import cgutils
@@ -27,7 +28,7 @@ from numba.extending import intrinsic, overload
 
 from . import jit
 
-__all__ = ["_pointer", "_prefetch", "_view", "inline"]
+__all__ = ["_pointer", "_prefetch", "_store_labels", "_view", "inline"]
 
 
 def inline(fn: Callable[..., Any]) -> Any:
@@ -71,6 +72,20 @@ def _pointer_impl(address):  # pragma: no cover - numba typing, never run as Pyt
 def _view(address, n, dtype):
     """C-contiguous 1-D array of ``n`` items of ``dtype`` starting at byte ``address``."""
     return numba.carray(_pointer(address), (n,), dtype)  # type: ignore[attr-defined]
+
+
+@inline
+def _store_labels(out_addr, out_kind, s0, lab, n):
+    """``out[s0:s0 + n] = lab[:n]`` for the label output at byte ``out_addr``: uint8 items if ``out_kind == 0``,
+    else uint16."""
+    if out_kind == 0:
+        o8 = _view(out_addr + s0, n, np.uint8)
+        for i in range(n):
+            o8[i] = lab[i]
+    else:
+        o16 = _view(out_addr + 2 * s0, n, np.uint16)
+        for i in range(n):
+            o16[i] = lab[i]
 
 
 def _prefetch(address):

@@ -62,7 +62,7 @@ from . import jit
 from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
 from .logf import _float32_bits, _fma, _plogp
-from .raw import _prefetch, _view, inline
+from .raw import _prefetch, _store_labels, _view, inline
 from .spaces import _hard_values, _hard_values_log, _load_log
 
 __all__ = ["KEY_MASK", "TINY", "_count_keys", "_uncertainty_chunks"]
@@ -297,14 +297,7 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                 ma = marg[m]
                 for i in range(n):
                     ma[i] = np.int32(np.int32(KEY_MASK) - np.int32(mk[i] & np.uint32(KEY_MASK)))
-        if out_kind == 0:
-            o8 = _view(out_addr + s0, n, np.uint8)
-            for i in range(n):
-                o8[i] = lab[i]
-        else:
-            o16 = _view(out_addr + 2 * s0, n, np.uint16)
-            for i in range(n):
-                o16[i] = lab[i]
+        _store_labels(out_addr, out_kind, s0, lab, n)
 
         # ---- entropy of the (renormalised) linear mean, mutual information, disagreement
         ent = entropy[s0:s0 + n]
