@@ -29,9 +29,10 @@ import numpy as np
 
 from . import jit
 from .f16 import _bits_to_float32
+from .raw import inline
 from .spaces import _load16, log_variant
 
-__all__ = ["_add_box", "_add_box_log", "_add_label_box", "_argmax_bits", "_argmax_update", "_max_bits"]
+__all__ = ["_add_box", "_add_box_log", "_add_label_box", "_argmax_bits", "_argmax_rows", "_argmax_update", "_max_bits"]
 
 
 #: the table argument of the linear kernel (unused)
@@ -135,19 +136,23 @@ def _argmax_update(k0, k1, t, chunk, plane, scale, c, best, labels):
     for k in range(k0, k1):
         s0 = k * chunk
         s1 = min(n, s0 + chunk)
-        p = plane[s0:s1]
-        b = best[s0:s1]
-        lab = labels[s0:s1]
-        if c == 0:
-            for i in range(s1 - s0):
-                b[i] = p[i] * scale
-                lab[i] = 0
-        else:
-            for i in range(s1 - s0):
-                v = p[i] * scale
-                gt = v > b[i]
-                b[i] = max(v, b[i])
-                lab[i] = lab[i] + gt * (c - lab[i])
+        _argmax_rows(plane[s0:s1], best[s0:s1], labels[s0:s1], scale, c, s1 - s0)
+
+
+@inline
+def _argmax_rows(p, b, lab, scale, c, n):
+    """Fold class ``c``'s mean ``p * scale`` into the running maximum ``b`` and argmax ``lab`` (``c == 0``
+    starts them; strict ``>``: ties keep the lower class)."""
+    if c == 0:
+        for i in range(n):
+            b[i] = p[i] * scale
+            lab[i] = 0
+    else:
+        for i in range(n):
+            v = p[i] * scale
+            gt = v > b[i]
+            b[i] = max(v, b[i])
+            lab[i] = lab[i] + gt * (c - lab[i])
 
 
 #: :func:`_add_box` in log space (see :mod:`medfuse._kernels.spaces`)

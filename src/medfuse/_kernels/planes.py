@@ -11,9 +11,11 @@ accumulator:
     ``ment += omega * p ln p`` (the member's own entropy, with its share ``omega``) and the member's running
     maximum and argmax, kept on the raw bits (for non-negative floats the order of the bit patterns is the
     order of the values; strict ``>``: ties keep the lower class; ``c == 0`` initialises).
-:func:`_entropy_update`
-    ``q = plane * scale`` (the weighted mean of class ``c``): ``a += q ln q`` and ``s += q`` (``c == 0``
-    initialises). The entropy of the normalised mean ``q / s`` is then ``ln s - a / s``.
+:func:`_argmax_entropy_update`
+    The end of class ``c`` in one pass: the running argmax of the fused plane (what the plain path's
+    :func:`.channelwise._argmax_update` does) and, with ``q`` the linear weighted mean of class ``c``,
+    ``a += q ln q`` and ``s += q`` (``c == 0`` initialises). The entropy of the normalised mean ``q / s`` is
+    then ``ln s - a / s``.
 :func:`_member_agreement`
     Once the fused labels are final: over one member's box, ``dis += omega * (arg != fused)`` and the
     per-thread counts ``volumes[t, arg] += 1``, ``overlap[t, arg] += (arg == fused)``.
@@ -29,11 +31,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import jit
+from .channelwise import _argmax_rows
 from .f16 import _bits_to_float32
 from .logf import _plogp
 from .spaces import _load16, log_variant
 
-__all__ = ["_add_box_uncertainty", "_add_box_uncertainty_log", "_entropy_update", "_member_agreement"]
+__all__ = ["_add_box_uncertainty", "_add_box_uncertainty_log", "_argmax_entropy_update", "_member_agreement"]
 
 
 @jit
@@ -79,12 +82,17 @@ def _add_box_uncertainty(k0, k1, t, plane, lin, ment, z0, y0, x0, member, w, ome
 
 
 @jit
-def _entropy_update(k0, k1, t, chunk, plane, scale, c, a, s):
+def _argmax_entropy_update(k0, k1, t, chunk, plane, lin, scale, c, best, labels, a, s):
+    """The end of class ``c`` in one pass over its chunks: the running argmax of ``plane * scale``
+    (:func:`.channelwise._argmax_rows`), and for the entropy of the linear mean ``q = lin * scale`` (``lin``
+    is ``plane`` itself in probability space): ``a += q ln q`` and ``s += q`` (``c == 0`` initialises). The
+    entropy of the normalised mean ``q / s`` is then ``ln s - a / s``."""
     n = plane.size
     for k in range(k0, k1):
         s0 = k * chunk
         s1 = min(n, s0 + chunk)
-        p = plane[s0:s1]
+        _argmax_rows(plane[s0:s1], best[s0:s1], labels[s0:s1], scale, c, s1 - s0)
+        p = lin[s0:s1]
         aa = a[s0:s1]
         ss = s[s0:s1]
         if c == 0:

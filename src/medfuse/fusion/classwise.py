@@ -306,20 +306,22 @@ class ClassMajorMean:
         c = self._class
         if not total_weight > 0:
             raise_for_zero_weight_classes(np.array([0.0 if k == c else 1.0 for k in range(self.num_classes)]))
+        if self._shares is not None and self._added != self._shares.shape[0]:
+            raise ValidationError(f"class {c}: {self._added} members were added, but `weights` names "
+                                  f"{self._shares.shape[0]}; add every member for every class.")
         scale = np.float32(1.0 / total_weight)
         flat = self._plane.reshape(-1)
         n_chunks = -(-flat.size // _CHUNK)
         threads = n_threads()
-        run_chunked(_argmax_update, n_chunks, threads, _CHUNK, flat, scale, c, self._best.reshape(-1),
-                    self._labels.reshape(-1))
-        if self._shares is not None:
-            from .._kernels.planes import _entropy_update
+        if self._shares is None:
+            run_chunked(_argmax_update, n_chunks, threads, _CHUNK, flat, scale, c, self._best.reshape(-1),
+                        self._labels.reshape(-1))
+        else:  # the argmax and the entropy terms of the linear mean in one pass over the class
+            from .._kernels.planes import _argmax_entropy_update
 
-            if self._added != self._shares.shape[0]:
-                raise ValidationError(f"class {c}: {self._added} members were added, but `weights` names "
-                                      f"{self._shares.shape[0]}; add every member for every class.")
-            run_chunked(_entropy_update, n_chunks, threads, _CHUNK, self._lin.reshape(-1), scale, c,
-                        self._qlogq.reshape(-1), self._qsum.reshape(-1))
+            run_chunked(_argmax_entropy_update, n_chunks, threads, _CHUNK, flat, self._lin.reshape(-1), scale, c,
+                        self._best.reshape(-1), self._labels.reshape(-1), self._qlogq.reshape(-1),
+                        self._qsum.reshape(-1))
         if self._probs is not None:
             np.multiply(self._plane, scale, out=self._probs[c], casting="unsafe")
         self._next = c + 1
