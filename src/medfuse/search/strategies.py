@@ -240,6 +240,7 @@ def _fused_weighted(strategy: str, stack: NDArray[Any], argmaxes: Sequence[NDArr
     ``v = p`` or ``log(max(p, 1e-6))``, a class whose total ``T_c`` is 0 never chosen, ties to the lowest
     class (two float32 planes of memory; members with an all-zero row are not read).
     """
+    from .._core.labels import label_dtype
     from ..fusion import majority_vote
     from ..fusion.run import DEFAULT_EPS
 
@@ -248,7 +249,7 @@ def _fused_weighted(strategy: str, stack: NDArray[Any], argmaxes: Sequence[NDArr
         return majority_vote([argmaxes[m] for m in used], weights=weights[used, 0], tie="lowest")
     total = weights.sum(axis=0)
     best = np.full(stack.shape[2:], -np.inf, dtype=np.float32)
-    out = np.zeros(stack.shape[2:], dtype=np.uint8)
+    out = np.zeros(stack.shape[2:], dtype=label_dtype(weights.shape[1] - 1))  # uint16 above 256 classes
     plane = np.empty_like(best)
     term = np.empty_like(best)
     for c in range(weights.shape[1]):
