@@ -254,3 +254,19 @@ def test_readers_in_threads_give_the_same_arrays(tmp_path, rng):
         results = list(pool.map(channel_sums, paths))
     for a, sums in zip(arrays, results, strict=True):
         np.testing.assert_allclose(sums, a.astype(np.float64).sum(axis=(1, 2, 3)))
+
+
+def test_unsupported_zip_version_is_a_format_error(tmp_path):
+    """A central directory asking for a zip version the stdlib cannot extract (found by the hypothesis
+    reader test): zipfile raises NotImplementedError, medfuse a FormatError naming the file."""
+    import struct
+
+    buf = io.BytesIO()
+    np.savez(buf, softmax=np.zeros((2, 3, 4, 5), np.float16))
+    data = bytearray(buf.getvalue())
+    at = data.index(b"PK\x01\x02")
+    data[at + 6:at + 8] = struct.pack("<H", 109)  # "version needed to extract": 10.9
+    path = tmp_path / "case.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="case.npz"):
+        read_npz(path, "softmax")

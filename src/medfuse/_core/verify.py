@@ -37,7 +37,7 @@ from types import ModuleType
 
 from ..errors import FormatError
 
-__all__ = ["CHECKS", "check_for", "gzip_size", "has_check", "nifti_expected_size", "verify_file"]
+__all__ = ["CHECKS", "ZIP_READ_ERRORS", "check_for", "gzip_size", "has_check", "nifti_expected_size", "verify_file"]
 
 _BLOCK = 1 << 20
 _MAX_OUT = 8 << 20
@@ -147,6 +147,14 @@ def _check_nifti(path: Path) -> None:
     _check_nifti_size(path, head, path.stat().st_size)
 
 
+#: what ``zipfile`` raises on a damaged archive or member (the stdlib wraps none of them in one class): every
+#: zip reader of medfuse turns these into a ``FormatError`` naming the file
+ZIP_READ_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError, struct.error,
+    OverflowError,
+)
+
+
 def _check_zip(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
@@ -154,7 +162,7 @@ def _check_zip(path: Path) -> None:
                 with zf.open(info) as member:
                     while member.read(_MAX_OUT):
                         pass
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+    except ZIP_READ_ERRORS as exc:
         raise FormatError(f"{path} is not a whole zip file ({type(exc).__name__}: {exc}).") from exc
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import re
-import struct
 import tempfile
 import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ import numpy as np
 
 from .._core.oserrors import output_error
 from .._core.progress import progress_bar
+from .._core.verify import ZIP_READ_ERRORS
 from ..errors import CaseMismatchError, FormatError, GeometryMismatchError, ValidationError
 from ..geometry import Geometry
 
@@ -107,9 +106,6 @@ def _check_names(names: Sequence[str], where: str) -> None:
                               "a submission holds nothing else.")
 
 
-#: zip errors a damaged member raises while it is read (the stdlib wraps none of them)
-_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError,
-                    struct.error, OverflowError)
 
 
 def _check_entries(infos: Sequence[zipfile.ZipInfo], where: str) -> None:
@@ -145,7 +141,7 @@ def _extracted(zf: zipfile.ZipFile, info: zipfile.ZipInfo, tmpdir: Path, *, cap:
             while True:
                 try:
                     chunk = src.read(1 << 20)
-                except _ZIP_READ_ERRORS as exc:
+                except ZIP_READ_ERRORS as exc:
                     raise FormatError(f"{where}: entry {info.filename!r} is damaged ({type(exc).__name__}: "
                                       f"{exc}); re-create the zip.") from exc
                 if not chunk:
@@ -155,7 +151,7 @@ def _extracted(zf: zipfile.ZipFile, info: zipfile.ZipInfo, tmpdir: Path, *, cap:
                     raise FormatError(f"{where}: member {info.filename!r} inflates past {cap} bytes; refused "
                                       "(raise `max_member_bytes` if this is a genuine case).")
                 dst.write(chunk)
-    except _ZIP_READ_ERRORS as exc:  # zf.open: bad local header, name mismatch, ...
+    except ZIP_READ_ERRORS as exc:  # zf.open: bad local header, name mismatch, ...
         target.unlink(missing_ok=True)
         raise FormatError(f"{where}: entry {info.filename!r} is damaged ({type(exc).__name__}: {exc}); "
                           "re-create the zip.") from exc
@@ -247,12 +243,16 @@ def validate_submission(
                      max_members=max_members, max_member_bytes=max_member_bytes, max_total_bytes=max_total_bytes)
 
 
+#: what opening a damaged zip raises (OSError is reported as a read error instead)
+_OPEN_ERRORS: tuple[type[BaseException], ...] = (*ZIP_READ_ERRORS, zipfile.LargeZipFile)
+
+
 def _open_zip(path: Path, where: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except OSError as exc:
         raise output_error(exc, path=path, operation="read") from exc
-    except (*_ZIP_READ_ERRORS, zipfile.LargeZipFile) as exc:
+    except _OPEN_ERRORS as exc:
         raise FormatError(f"{where} is not a readable zip file ({type(exc).__name__}: {exc}).") from exc
 
 

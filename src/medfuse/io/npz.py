@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from .._core.inflate import InflateBackend, backend_module, inflate_backend
 from .._core.validation import describe
+from .._core.verify import ZIP_READ_ERRORS
 from ..errors import FormatError, ValidationError
 
 __all__ = [
@@ -196,12 +197,16 @@ def _to_native(buf: NDArray[Any], stored: np.dtype[Any]) -> NDArray[Any]:
     return buf
 
 
+#: what opening a damaged or unreadable npz raises
+_OPEN_ERRORS: tuple[type[BaseException], ...] = (*ZIP_READ_ERRORS, OSError)
+
+
 def _open_zip(path: Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except FileNotFoundError as exc:
         raise FormatError(f"npz file {path} does not exist.") from exc
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except _OPEN_ERRORS as exc:
         raise FormatError(
             f"{path} is not a readable .npz (zip) file ({exc}); it is truncated or corrupt. Re-create it."
         ) from exc
