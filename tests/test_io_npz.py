@@ -268,5 +268,5 @@ def test_unsupported_zip_version_is_a_format_error(tmp_path):
     data[at + 6:at + 8] = struct.pack("<H", 109)  # "version needed to extract": 10.9
     path = tmp_path / "case.npz"
     path.write_bytes(bytes(data))
-    with pytest.raises(FormatError, match="case.npz"):
+    with pytest.raises(FormatError, match=r"case\.npz"):
         read_npz(path, "softmax")
