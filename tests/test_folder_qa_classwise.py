@@ -65,6 +65,30 @@ def _compare(maps, twin):
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("space", ["probability", "log"])
+def test_rows_of_zeros_are_skipped_without_changing_the_maps(rng, dtype, space):
+    """Organs: each class > 0 is exactly 0 on most rows of a member (the adding kernel skips the uncertainty
+    terms of such rows), including a member whose only non-zero value of a class sits at the end of a row
+    and a class that beats the running maximum on a row where it is the only non-zero class."""
+    shape, c_count = (4, 6, 9), 4
+    members = []
+    for k in range(3):
+        p = np.zeros((c_count, *shape))
+        p[0] = 1.0
+        z = k % shape[0]
+        p[1 + k % (c_count - 1), z, 1:4, 2:6] = rng.random((3, 4)) * 0.9 + 0.1  # an organ on a few rows
+        p[2, :, 5, 8] = 0.7  # the last voxel of one row
+        p[0] = 1.0 - p[1:].sum(axis=0)
+        members.append(("probs", p.astype(dtype), tuple((0, n) for n in shape)))
+    fuser = _run(shape, members, np.ones(3), c_count, space=space)
+    fused = fuser.labels()
+    maps = fuser.uncertainty()
+    full = [_full(m, shape, c_count) for m in members]
+    _compare(maps, uncertainty_twin(full, fused, weights=np.ones(3), num_classes=c_count))
+    assert maps.member_volumes[:, 2].min() >= shape[0]  # the lone voxels won their members' argmax
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (3, 5, 7), (0, 4, 4), (6, 11, 17)])
 @pytest.mark.parametrize("weights", ["equal", "member", "class"])
 @pytest.mark.parametrize("space", ["probability", "log"])

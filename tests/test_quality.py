@@ -131,6 +131,82 @@ def test_boundary_band_matches_a_loop(rng, shape):
     np.testing.assert_array_equal(boundary_band(lab), slow_band(lab))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("shape", "dtype"), [((6, 7, 9), np.uint8), ((3, 5, 4), np.uint16), ((9, 11), np.int64),
+                                              ((17,), np.int16), ((2, 3, 4, 5), np.uint8), ((1, 1, 1), np.uint8)])
+def test_one_pass_region_stats_equal_numpy(rng, shape, dtype, threads):
+    """The numba pass behind case_qa (label counts, band and foreground means of each map) against numpy's
+    bincount, boundary_band and boolean means, including a label out of range (counted apart)."""
+    import numba
+
+    from medfuse.quality.qa import _region_stats, _region_stats_numpy
+
+    n_classes = 4
+    lab = rng.integers(0, n_classes, size=shape).astype(dtype)
+    lab[..., : max(1, shape[-1] // 3)] = 0  # uniform and noisy regions
+    maps = UncertaintyMaps(
+        entropy=rng.random(shape, dtype=np.float32), mutual_information=rng.random(shape, dtype=np.float32),
+        disagreement=rng.random(shape, dtype=np.float32), member_volumes=np.zeros((1, n_classes), np.int64),
+        member_overlap=np.zeros((1, n_classes), np.int64), fused_volumes=np.zeros(n_classes, np.int64),
+        member_shares=np.ones(1))
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        for labels in (lab, np.where(lab == 2, n_classes + 3, lab).astype(dtype)):
+            got_counts, got = _region_stats(labels, maps, n_classes)
+            want_counts, want = _region_stats_numpy(labels, maps, n_classes)
+            if got_counts.size != want_counts.size:  # out of range: the one pass lumps them in one spare class
+                assert got_counts.size == n_classes + 1 and got_counts[n_classes] == want_counts[n_classes:].sum()
+                got_counts, want_counts = got_counts[:n_classes], want_counts[:n_classes]
+            np.testing.assert_array_equal(got_counts, want_counts)
+            assert got.keys() == want.keys()
+            for key, value in want.items():
+                assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("box", [((2, 6), (3, 8), (1, 5)), ((0, 4), (0, 9), (2, 7)), ((1, 7), (2, 9), (0, 9)),
+                                 ((0, 7), (0, 9), (0, 9))])
+def test_case_qa_in_box_equals_case_qa_on_the_whole_image(rng, box):
+    """Folder fusion's QA from the fused domain only (background and maps 0 beyond it, some faces on the image
+    border, some inside) equals case_qa on the pasted whole image."""
+    from medfuse.quality.qa import case_qa_in_box
+
+    shape = (7, 9, 9)
+    inner = tuple(hi - lo for lo, hi in box)
+    members = random_soft(rng, 3, 4, inner, sharp=2.0)
+    fused, maps = fuse_with_maps(members)
+    fused[0] = np.where(fused[0] == 0, 1, fused[0])  # foreground on the box faces
+    fused[:, -1] = 2
+    maps = UncertaintyMaps(entropy=maps.entropy, mutual_information=maps.mutual_information,
+                           disagreement=maps.disagreement, member_volumes=maps.member_volumes,
+                           member_overlap=maps.member_overlap,
+                           fused_volumes=np.bincount(fused.ravel(), minlength=4).astype(np.int64),
+                           member_shares=maps.member_shares)
+    region = tuple(slice(lo, hi) for lo, hi in box)
+    whole_labels = np.zeros(shape, np.uint8)
+    whole_labels[region] = fused
+    planes = {}
+    for name in UncertaintyMaps.MAP_NAMES:
+        planes[name] = np.zeros(shape, np.float32)
+        planes[name][region] = maps.map(name)
+    beyond = int(np.prod(shape)) - fused.size
+    whole = UncertaintyMaps(**planes, member_volumes=maps.member_volumes + np.eye(1, 4, dtype=np.int64) * beyond,
+                            member_overlap=maps.member_overlap + np.eye(1, 4, dtype=np.int64) * beyond,
+                            fused_volumes=maps.fused_volumes + np.eye(1, 4, dtype=np.int64)[0] * beyond,
+                            member_shares=maps.member_shares)
+    want = case_qa(whole_labels, whole, case="c", spacing_mm=(1.0, 0.5, 0.5))
+    got = case_qa_in_box(fused, maps, box, shape, case="c", spacing_mm=(1.0, 0.5, 0.5))
+    assert got.components.keys() == want.components.keys()
+    for key, value in want.components.items():
+        assert got.components[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    assert got.qa_score == pytest.approx(want.qa_score, rel=1e-12)
+    assert got.class_volumes == want.class_volumes and got.volumes_ml == pytest.approx(want.volumes_ml)
+    with pytest.raises(ValidationError, match="must be box"):
+        case_qa_in_box(fused, maps, ((0, 1), (0, 1), (0, 1)), shape)
+
+
 @pytest.mark.parametrize(("soft", "n_members", "n_classes", "weighted"),
                          [(True, 3, 4, False), (True, 4, 3, True), (False, 5, 4, False), (False, 2, 3, True),
                           (True, 1, 3, False)])

@@ -10,12 +10,16 @@ accumulator:
     ``w * log(max(p, eps))`` and then also ``lin += w * p``: the maps are of the LINEAR mean) plus
     ``ment += omega * p ln p`` (the member's own entropy, with its share ``omega``) and the member's running
     maximum and argmax, kept on the raw bits (for non-negative floats the order of the bit patterns is the
-    order of the values; strict ``>``: ties keep the lower class; ``c == 0`` initialises).
+    order of the values; strict ``>``: ties keep the lower class; ``c == 0`` initialises). A row whose values
+    are all +0 (most rows of an organ's class, away from the organ) skips those terms after the add: they
+    would add ``0 ln 0 = 0`` and a 0 never beats the running maximum.
 :func:`_argmax_entropy_update`
     The end of class ``c`` in one pass: the running argmax of the fused plane (what the plain path's
     :func:`.channelwise._argmax_update` does) and, with ``q`` the linear weighted mean of class ``c``,
     ``a += q ln q`` and ``s += q`` (``c == 0`` initialises). The entropy of the normalised mean ``q / s`` is
     then ``ln s - a / s``.
+:func:`_entropy_finish`
+    After the last class: the entropy ``ln s - a / s`` and the mutual information, in place.
 :func:`_member_agreement`
     Once the fused labels are final: over one member's box, ``dis += omega * (arg != fused)`` and the
     per-thread counts ``volumes[t, arg] += 1``, ``overlap[t, arg] += (arg == fused)``.
@@ -33,10 +37,11 @@ import numpy as np
 from . import jit
 from .channelwise import _argmax_rows
 from .f16 import _bits_to_float32
-from .logf import _plogp
+from .logf import _log_f32, _plogp
 from .spaces import _load16, log_variant
 
-__all__ = ["_add_box_uncertainty", "_add_box_uncertainty_log", "_argmax_entropy_update", "_member_agreement"]
+__all__ = ["_add_box_uncertainty", "_add_box_uncertainty_log", "_argmax_entropy_update", "_entropy_finish",
+           "_member_agreement"]
 
 
 @jit
@@ -61,6 +66,9 @@ def _add_box_uncertainty(k0, k1, t, plane, lin, ment, z0, y0, x0, member, w, ome
                 e = src[x]
                 dst[x] += w * _load16(e, tab, eps)
                 x_top = max(x_top, e)
+            top = max(top, np.uint64(x_top))
+            if x_top == 0 and c > 0:  # a row of zeros (most rows of an organ's class): 0 ln 0 = 0, no new maximum
+                continue
             for x in range(nx):
                 ent[x] += omega * _plogp(_bits_to_float32(src[x]))
             if c == 0:
@@ -77,7 +85,6 @@ def _add_box_uncertainty(k0, k1, t, plane, lin, ment, z0, y0, x0, member, w, ome
                 lsrc = lin[z0 + z, y0 + y, x0:x0 + nx]
                 for x in range(nx):
                     lsrc[x] += w * _bits_to_float32(src[x])
-            top = max(top, np.uint64(x_top))
     maxbits[t] = top
 
 
@@ -103,6 +110,30 @@ def _argmax_entropy_update(k0, k1, t, chunk, plane, lin, scale, c, best, labels,
             q = max(p[i] * scale, np.float32(0.0))
             aa[i] += _plogp(q)
             ss[i] += q
+
+
+@jit
+def _entropy_finish(k0, k1, t, chunk, s, a, ment):
+    """After the last class, in place over chunks: ``s`` becomes the entropy of the normalised mean,
+    ``ln s - a / s`` clamped at 0 (0 where ``s <= 0``: nothing was added), and ``ment`` (minus the members'
+    mean entropy) the mutual information ``max(entropy + ment, 0)``. ``ln`` is :func:`._log_f32`, so the loop
+    vectorises."""
+    n = s.size
+    tiny = np.float32(1.1754944e-38)  # the smallest normal float32: _log_f32's domain
+    zero = np.float32(0.0)
+    for k in range(k0, k1):
+        s0 = k * chunk
+        s1 = min(n, s0 + chunk)
+        ss = s[s0:s1]  # slices: LLVM vectorises a loop from 0 over them, not over s[i] from s0
+        aa = a[s0:s1]
+        mm = ment[s0:s1]
+        for i in range(s1 - s0):
+            si = ss[i]
+            sc = max(si, tiny)
+            h = max(_log_f32(sc) - np.divide(aa[i], sc), zero)  # np.divide: no zero-division branch
+            h = h if si > zero else zero
+            ss[i] = h
+            mm[i] = max(h + mm[i], zero)
 
 
 @jit

@@ -226,10 +226,9 @@ def _fuse_case(job: _CaseJob) -> tuple[str, float, dict[str, Any] | None]:
 def _qa_record(job: _CaseJob, maps: Any, labels: NDArray[Any], domain: Box, geometry: Geometry) -> dict[str, Any]:
     """Write the maps asked for and return the case's QA row as journal data (the labels are the fusion's,
     before postprocessing: the ones the maps describe)."""
-    from ..quality import case_qa
-    from .qa import grow_maps, record_of, write_maps
+    from ..quality.qa import case_qa_in_box
+    from .qa import record_of, write_maps
 
     if job.save_uncertainty:
         write_maps(Path(job.output), job.case, maps, job.save_uncertainty, domain, geometry)
-    grown, grown_labels, _ = grow_maps(maps, labels, domain, geometry.shape)
-    return record_of(case_qa(grown_labels, grown, case=job.case, spacing_mm=geometry.spacing))
+    return record_of(case_qa_in_box(labels, maps, domain, geometry.shape, case=job.case, spacing_mm=geometry.spacing))

@@ -3,12 +3,11 @@
 :func:`medfuse.fuse_folders` with ``qa=True`` computes each case's
 :class:`~medfuse.fusion.uncertainty.UncertaintyMaps` in the fusion pass over the fused domain (the union of
 the members' crop boxes, where foreground can be). Outside that domain every member is background with
-probability 1, so the maps are 0 there and every voxel counts for class 0: :func:`grow_maps` extends the
-maps to the domain plus :data:`QA_MARGIN` voxels (clipped to the image) and adds the voxels beyond to the
-class-0 counts, so :func:`medfuse.quality.case_qa` sees the same values as on the whole image for any
-component that looks at most :data:`QA_MARGIN` voxels beyond the fused foreground, without three float32
-copies of a whole CT. :func:`write_maps` pastes them back into the original geometry for
-``save_uncertainty``.
+probability 1, so the maps are 0 there and every voxel counts for class 0: the QA row comes from
+:func:`medfuse.quality.qa.case_qa_in_box` on the domain's labels and maps, which counts the voxels beyond as
+background (and the background neighbours of the domain's faces in the boundary band), the same values as
+:func:`medfuse.quality.case_qa` on the whole image, without three float32 copies of a whole CT.
+:func:`write_maps` pastes the maps into the original geometry for ``save_uncertainty``.
 
 Each case's QA row is recorded in its journal record, so a resumed run rebuilds ``qa.csv`` for every case
 from the records without reading a member again.
@@ -28,13 +27,11 @@ from ..errors import ValidationError
 from ..fusion.uncertainty import UncertaintyMaps
 from ..geometry import Box, Geometry, paste_into_box
 
-__all__ = ["QA_CSV", "QA_JSON", "QA_MARGIN", "as_map_names", "case_files", "grow_maps", "hard_member_maps",
+__all__ = ["QA_CSV", "QA_JSON", "as_map_names", "case_files", "hard_member_maps",
            "row_from_record", "write_maps"]
 
 QA_CSV = "qa.csv"
 QA_JSON = "qa.json"
-#: voxels around the fused domain that :func:`grow_maps` keeps (maps are 0 there)
-QA_MARGIN = 16
 
 
 def as_map_names(save_uncertainty: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -100,35 +97,6 @@ def hard_member_maps(members: Sequence[NDArray[Any]], fused: NDArray[Any], share
                            member_volumes=volumes, member_overlap=overlap,
                            fused_volumes=np.bincount(fused_flat, minlength=num_classes)[:num_classes].astype(np.int64),
                            member_shares=np.asarray(shares, dtype=np.float64))
-
-
-def grow_maps(maps: UncertaintyMaps, labels: NDArray[Any], domain: Box, shape: Sequence[int],
-              *, margin: int = QA_MARGIN) -> tuple[UncertaintyMaps, NDArray[Any], Box]:
-    """The maps and labels of ``domain`` extended by ``margin`` voxels (clipped to ``shape``): maps 0 and
-    labels 0 in the added voxels; the voxels beyond the grown box counted for class 0. Returns the grown
-    maps, labels and box (in image coordinates)."""
-    grown: Box = tuple((max(0, lo - margin), min(int(n), hi + margin))
-                       for (lo, hi), n in zip(domain, shape, strict=True))
-    gshape = tuple(hi - lo for lo, hi in grown)
-    rel = tuple((lo - g0, hi - g0) for (lo, hi), (g0, _) in zip(domain, grown, strict=True))
-    beyond = int(np.prod([int(n) for n in shape])) - int(np.prod(gshape))
-    added = int(np.prod(gshape)) - int(np.prod([hi - lo for lo, hi in domain]))
-    extra = beyond + added  # background for every member and for the fused labels
-    volumes = maps.member_volumes.copy()
-    overlap = maps.member_overlap.copy()
-    fused = maps.fused_volumes.copy()
-    if volumes.shape[1]:
-        volumes[:, 0] += extra
-        overlap[:, 0] += extra
-        fused[0] += extra
-
-    def paste(a: NDArray[Any]) -> NDArray[Any]:
-        return a if rel == tuple((0, n) for n in gshape) else paste_into_box(a, rel, gshape, fill=0)
-
-    out = UncertaintyMaps(entropy=paste(maps.entropy), mutual_information=paste(maps.mutual_information),
-                          disagreement=paste(maps.disagreement), member_volumes=volumes, member_overlap=overlap,
-                          fused_volumes=fused, member_shares=maps.member_shares)
-    return out, paste(labels), grown
 
 
 def write_maps(output: Path, case: str, maps: UncertaintyMaps, names: Sequence[str], box: Box,

@@ -345,7 +345,7 @@ class ClassMajorMean:
         Outside a member's box the member is background with probability 1. Can be called once: the maps
         reuse the accumulators' memory.
         """
-        from .._kernels.planes import _member_agreement
+        from .._kernels.planes import _entropy_finish, _member_agreement
         from .._kernels.threads import n_threads, run_chunked
 
         self._check_done()
@@ -359,19 +359,11 @@ class ClassMajorMean:
         if missing:
             raise ValidationError(f"members {missing} were never added; add every member for every class.")
         fused = self._labels
-        # entropy = ln s - a / s where s > 0, else 0; in place in the accumulators (one temporary map)
-        s, a = self._qsum, self._qlogq
-        empty = s <= 0
-        np.copyto(s, np.float32(1.0), where=empty)
-        entropy = np.log(s)
-        np.divide(a, s, out=a)
-        np.subtract(entropy, a, out=entropy)
-        np.copyto(entropy, np.float32(0.0), where=empty)
-        np.maximum(entropy, np.float32(0.0), out=entropy)
-        mutual = self._ment  # entropy - (-ment): the members' mean entropy is -ment
-        np.add(entropy, mutual, out=mutual)
-        np.maximum(mutual, np.float32(0.0), out=mutual)
-        del s, a, empty
+        # entropy = ln s - a / s where s > 0, else 0, into s; mutual information into ment: in place
+        entropy, mutual = self._qsum, self._ment
+        flat = entropy.reshape(-1)
+        run_chunked(_entropy_finish, -(-flat.size // _CHUNK), n_threads(), _CHUNK, flat, self._qlogq.reshape(-1),
+                    mutual.reshape(-1))
         self._qlogq = self._qsum = None  # type: ignore[assignment]
         self._ment = None  # type: ignore[assignment]
         dis = np.zeros(self.shape, dtype=np.float32)

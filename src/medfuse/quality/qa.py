@@ -133,6 +133,56 @@ def _masked_mean(values: NDArray[np.float32], mask: NDArray[np.bool_], n: int) -
     return float(values[mask].sum(dtype=np.float64) / n)
 
 
+def _region_stats(lab: NDArray[Any], maps: UncertaintyMaps, n_classes: int,
+                  pad: Sequence[int] = (0,) * 6) -> tuple[NDArray[np.int64], dict[str, float]]:
+    """Voxels per label (``bincount``; longer than ``n_classes`` when a label is out of range) and the mean
+    of each map over the boundary band and over the foreground (``<map>_band``, ``<map>_fg``; 0 over an
+    empty region), in one numba pass (:func:`medfuse._kernels.qa._qa_sums`) for maps of up to 3 axes.
+    ``pad``: the faces (z lo, z hi, y lo, y hi, x lo, x hi of a 3-axis map) beyond which the image goes on
+    with background and maps 0 (:func:`case_qa_in_box`); the band then includes those background voxels."""
+    if any(pad) and lab.ndim != 3:
+        raise ValidationError(f"`pad` needs a 3-axis label map; got {describe(lab)}.")
+    if lab.ndim > 3 or lab.size == 0:
+        return _region_stats_numpy(lab, maps, n_classes)
+    from .._kernels.qa import _qa_sums
+    from .._kernels.threads import n_threads, run_chunked
+
+    shape3 = (1,) * (3 - lab.ndim) + lab.shape
+    if lab.dtype not in (np.uint8, np.uint16):  # non-negative (checked); out-of-range labels land in the spare
+        lab = np.minimum(lab, n_classes).astype(np.uint16 if n_classes < 65535 else np.uint32)
+    lab3 = np.ascontiguousarray(lab).reshape(shape3)
+    planes = [np.ascontiguousarray(maps.map(name), dtype=np.float32).reshape(shape3)
+              for name in UncertaintyMaps.MAP_NAMES]
+    threads = n_threads()
+    hist = np.zeros((threads, n_classes + 1), dtype=np.int64)  # the last column: labels >= n_classes
+    counts = np.zeros((threads, 3), dtype=np.int64)
+    sums = np.zeros((threads, 6), dtype=np.float64)
+    run_chunked(_qa_sums, shape3[0], threads, lab3, *planes, np.asarray(pad, dtype=np.uint8), hist, counts, sums)
+    per_label = hist.sum(axis=0)
+    n_inside, n_fg, n_beyond = (int(n) for n in counts.sum(axis=0))
+    n_band = n_inside + n_beyond
+    total = sums.sum(axis=0)
+    means = {}
+    for k, name in enumerate(UncertaintyMaps.MAP_NAMES):
+        means[f"{name}_band"] = float(total[k] / n_band) if n_band else 0.0
+        means[f"{name}_fg"] = float(total[3 + k] / n_fg) if n_fg else 0.0
+    return (per_label if per_label[n_classes] else per_label[:n_classes]), means
+
+
+def _region_stats_numpy(lab: NDArray[Any], maps: UncertaintyMaps, n_classes: int) -> tuple[NDArray[np.int64],
+                                                                                           dict[str, float]]:
+    """:func:`_region_stats` with numpy, for any number of axes."""
+    counts = np.bincount(lab.ravel(), minlength=n_classes) if lab.size else np.zeros(n_classes, np.int64)
+    fg = lab > 0
+    band = boundary_band(lab)
+    n_fg, n_band = int(np.count_nonzero(fg)), int(np.count_nonzero(band))
+    means = {}
+    for name in UncertaintyMaps.MAP_NAMES:
+        means[f"{name}_band"] = _masked_mean(maps.map(name), band, n_band)
+        means[f"{name}_fg"] = _masked_mean(maps.map(name), fg, n_fg)
+    return counts, means
+
+
 def _expected_dice_gap(maps: UncertaintyMaps) -> float:
     """``1 - sum_m omega[m] * (case Dice of the fused labels against member m)``: each member taken as a
     plausible truth, its case Dice the mean over the foreground classes in it or in the fused labels."""
@@ -196,10 +246,51 @@ def case_qa(labels: ArrayLike, maps: UncertaintyMaps, *, case: str = "",
             f"`labels` must have the spatial shape of `maps` {maps.entropy.shape}; got {describe(lab)}. "
             "Pass the fused labels the maps were computed with."
         )
-    n_classes = maps.num_classes
+    _check_non_negative(lab)
+    return _case_qa(lab, maps, case, spacing_mm)
+
+
+def _check_non_negative(lab: NDArray[Any]) -> None:
     if lab.size and lab.dtype.kind == "i" and int(lab.min()) < 0:
         raise ValidationError(f"`labels` must be non-negative class indices; got a minimum of {int(lab.min())}.")
-    counts = np.bincount(lab.ravel(), minlength=n_classes) if lab.size else np.zeros(n_classes, np.int64)
+
+
+def case_qa_in_box(labels: NDArray[Any], maps: UncertaintyMaps, box: Sequence[Sequence[int]], shape: Sequence[int],
+                   *, case: str = "", spacing_mm: float | Sequence[float] | None = None) -> CaseQA:
+    """:func:`case_qa` of an image of ``shape`` whose fused labels and maps are 0 outside ``box``, from the
+    labels and maps of the box only (folder fusion's domain): the same result as on the whole image, without
+    pasting the box into it. ``maps`` counts the voxels of the box only; the voxels beyond count for class 0
+    for the members and the fused labels."""
+    if not isinstance(maps, UncertaintyMaps):
+        raise ValidationError(f"`maps` must be an UncertaintyMaps (from fusion_uncertainty); got {describe(maps)}.")
+    lab = as_label_map(labels, name="labels")
+    bounds = [(int(lo), int(hi)) for lo, hi in box]
+    sizes = [int(n) for n in shape]
+    inside = len(bounds) == len(sizes) == 3 and all(0 <= b[0] <= b[1] <= n for b, n in zip(bounds, sizes, strict=True))
+    if not inside or lab.shape != tuple(hi - lo for lo, hi in bounds) or lab.shape != maps.entropy.shape:
+        raise ValidationError(f"`labels` {describe(lab)} and `maps` {maps.entropy.shape} must be box {bounds} "
+                              f"of an image of shape {tuple(sizes)}.")
+    _check_non_negative(lab)
+    beyond = int(np.prod(sizes)) - lab.size
+    pad = [flag for (lo, hi), n in zip(bounds, sizes, strict=True) for flag in (int(lo > 0), int(hi < n))]
+    volumes, overlap, fused = (a.copy() for a in (maps.member_volumes, maps.member_overlap, maps.fused_volumes))
+    if fused.size:
+        volumes[:, 0] += beyond
+        overlap[:, 0] += beyond
+        fused[0] += beyond
+    whole = UncertaintyMaps(entropy=maps.entropy, mutual_information=maps.mutual_information,
+                            disagreement=maps.disagreement, member_volumes=volumes, member_overlap=overlap,
+                            fused_volumes=fused, member_shares=maps.member_shares)
+    return _case_qa(lab, whole, case, spacing_mm, pad=pad, beyond=beyond)
+
+
+def _case_qa(lab: NDArray[Any], maps: UncertaintyMaps, case: str, spacing_mm: float | Sequence[float] | None,
+             *, pad: Sequence[int] = (0,) * 6, beyond: int = 0) -> CaseQA:
+    """:func:`case_qa` after its argument checks; ``beyond`` background voxels outside the labels' box."""
+    n_classes = maps.num_classes
+    counts, means = _region_stats(lab, maps, n_classes, pad)
+    if beyond and counts.size:
+        counts[0] += beyond
     if counts.size > n_classes or not np.array_equal(counts, maps.fused_volumes):
         raise ValidationError(
             f"`labels` are not the fused labels of `maps`: their voxels per class {counts.tolist()} differ from "
@@ -207,19 +298,11 @@ def case_qa(labels: ArrayLike, maps: UncertaintyMaps, *, case: str = "",
             "with the maps."
         )
     spacing = as_spacing(spacing_mm, ndim=max(lab.ndim, 1)) if spacing_mm is not None else None
-    fg = lab > 0
-    n_fg = int(counts[1:].sum())
-    band = boundary_band(lab)
-    n_band = int(np.count_nonzero(band))
-    comp: dict[str, float] = {}
+    comp: dict[str, float] = dict(means)
     gap, cv, present, partial = _class_terms(maps)
     comp["expected_dice_gap"] = _expected_dice_gap(maps)
     comp["member_dice_gap"] = float(gap[present].mean()) if present.any() else 0.0
     comp["worst_class_gap"] = float(gap[present].max()) if present.any() else 0.0
-    for name in UncertaintyMaps.MAP_NAMES:
-        comp[f"{name}_band"] = _masked_mean(maps.map(name), band, n_band)
-    for name in UncertaintyMaps.MAP_NAMES:
-        comp[f"{name}_fg"] = _masked_mean(maps.map(name), fg, n_fg)
     comp["volume_cv"] = float(cv[present].mean()) if present.any() else 0.0
     comp["partial_classes"] = float(partial)
     components = {k: (v if math.isfinite(v) else 0.0) for k, v in ((k, comp[k]) for k in COMPONENTS)}
