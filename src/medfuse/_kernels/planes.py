@@ -20,6 +20,8 @@ accumulator:
     then ``ln s - a / s``.
 :func:`_entropy_finish`
     After the last class: the entropy ``ln s - a / s`` and the mutual information, in place.
+:func:`_count_labels`
+    The fused volumes: voxels per fused label.
 :func:`_member_agreement`
     Once the fused labels are final: over one member's box, ``dis += omega * (arg != fused)`` and the
     per-thread counts ``volumes[t, arg] += 1``, ``overlap[t, arg] += (arg == fused)``.
@@ -37,11 +39,36 @@ import numpy as np
 from . import jit
 from .channelwise import _argmax_rows
 from .f16 import _bits_to_float32
-from .logf import _log_f32, _plogp
+from .logf import _float32_bits, _log_f32, _plogp
+from .raw import _prefetch
 from .spaces import _load16, log_variant
 
-__all__ = ["_add_box_uncertainty", "_add_box_uncertainty_log", "_argmax_entropy_update", "_entropy_finish",
-           "_member_agreement"]
+#: voxels per block of :func:`_argmax_entropy_update`'s zero test
+_BLOCK = 512
+#: :func:`_add_box_uncertainty` prefetches the rows it will update this many rows ahead
+PREFETCH_ROWS = 2
+
+__all__ = ["_add_box_uncertainty", "_add_box_uncertainty_log", "_argmax_entropy_update", "_count_labels",
+           "_entropy_finish", "_member_agreement"]
+
+
+@jit
+def _prefetch_span(a):
+    """Ask for every cache line of a contiguous 1-d array (a row about to be read and written)."""
+    start = a.ctypes.data
+    for off in range(0, a.size * a.itemsize, 64):
+        _prefetch(start + off)
+
+
+@jit
+def _prefetch_state(ment, lin, best, arg, z, y, z0, y0, x0, has_lin):
+    """Prefetch what pass 2 of :func:`_add_box_uncertainty` updates on row ``(z, y)`` of the member."""
+    nx = best.shape[2]
+    _prefetch_span(ment[z0 + z, y0 + y, x0:x0 + nx])
+    _prefetch_span(best[z, y])
+    _prefetch_span(arg[z, y])
+    if has_lin:
+        _prefetch_span(lin[z0 + z, y0 + y, x0:x0 + nx])
 
 
 @jit
@@ -52,25 +79,45 @@ def _add_box_uncertainty(k0, k1, t, plane, lin, ment, z0, y0, x0, member, w, ome
     if nx == 0:
         return
     top = maxbits[t]
+    live = np.empty(ny, np.int64)  # rows of the slice with uncertainty terms to add
+    ent_row = np.empty(ny, np.bool_)  # ... and whether p ln p is not 0 everywhere on the row
+    one = np.float32(1.0)
     for z in range(k0, k1):
+        # pass 1, every row: the add and the range check, which stream; a row of zeros (most rows of an
+        # organ's class, away from it) has no other term for c > 0 (0 ln 0 = 0, and 0 never beats the
+        # running maximum)
+        n_live = 0
         for y in range(ny):
             dst = plane[z0 + z, y0 + y, x0:x0 + nx]
-            ent = ment[z0 + z, y0 + y, x0:x0 + nx]
             src = member[z, y]
-            b = best[z, y]
-            a = arg[z, y]
-            x_top = src[0]
-            # three loops of two or three arrays each: one loop touching five arrays needs more runtime
-            # alias checks than LLVM allows and stays scalar
+            x_top = x_low = src[0]
             for x in range(nx):
                 e = src[x]
                 dst[x] += w * _load16(e, tab, eps)
                 x_top = max(x_top, e)
+                x_low = min(x_low, e)
             top = max(top, np.uint64(x_top))
-            if x_top == 0 and c > 0:  # a row of zeros (most rows of an organ's class): 0 ln 0 = 0, no new maximum
-                continue
-            for x in range(nx):
-                ent[x] += omega * _plogp(_bits_to_float32(src[x]))
+            if x_top != 0 or c == 0:
+                live[n_live] = y
+                ent_row[n_live] = x_top != 0 and _bits_to_float32(x_low) != one  # all 0 or all 1: p ln p = 0
+                n_live += 1
+        # pass 2, the rows left: scattered over the slice, so their rows of the member-entropy map, running
+        # maximum and argmax are prefetched PREFETCH_ROWS rows ahead (the hardware prefetcher sees no stream)
+        for j in range(min(PREFETCH_ROWS, n_live)):
+            _prefetch_state(ment, lin, best, arg, z, live[j], z0, y0, x0, has_lin)
+        for j in range(n_live):
+            if j + PREFETCH_ROWS < n_live:
+                _prefetch_state(ment, lin, best, arg, z, live[j + PREFETCH_ROWS], z0, y0, x0, has_lin)
+            y = live[j]
+            src = member[z, y]
+            b = best[z, y]
+            a = arg[z, y]
+            # separate loops of two or three arrays each: one loop touching five arrays needs more runtime
+            # alias checks than LLVM allows and stays scalar
+            if ent_row[j]:
+                ent = ment[z0 + z, y0 + y, x0:x0 + nx]
+                for x in range(nx):
+                    ent[x] += omega * _plogp(_bits_to_float32(src[x]))
             if c == 0:
                 for x in range(nx):
                     b[x] = src[x]
@@ -106,10 +153,20 @@ def _argmax_entropy_update(k0, k1, t, chunk, plane, lin, scale, c, best, labels,
             for i in range(s1 - s0):
                 aa[i] = 0.0
                 ss[i] = 0.0
-        for i in range(s1 - s0):  # branch-free: vectorised
-            q = max(p[i] * scale, np.float32(0.0))
-            aa[i] += _plogp(q)
-            ss[i] += q
+        for j0 in range(0, s1 - s0, _BLOCK):  # blocks of zeros (an organ's class away from it) add nothing
+            j1 = min(s1 - s0, j0 + _BLOCK)
+            pb = p[j0:j1]
+            hi = np.uint32(0)
+            for i in range(j1 - j0):  # non-negative floats order like their bits: an integer max, vectorised
+                hi = max(hi, _float32_bits(pb[i]))
+            if hi == 0:
+                continue
+            ab = aa[j0:j1]
+            sb = ss[j0:j1]
+            for i in range(j1 - j0):  # branch-free: vectorised
+                q = max(pb[i] * scale, np.float32(0.0))
+                ab[i] += _plogp(q)
+                sb[i] += q
 
 
 @jit
@@ -134,6 +191,19 @@ def _entropy_finish(k0, k1, t, chunk, s, a, ment):
             h = h if si > zero else zero
             ss[i] = h
             mm[i] = max(h + mm[i], zero)
+
+
+@jit
+def _count_labels(k0, k1, t, chunk, labels, hist):
+    """``hist[t, l] +=`` voxels of label ``l`` over chunks ``k0 .. k1`` of the flat ``labels`` (every label
+    ``< hist.shape[1]``): np.bincount without its int64 copy of the labels."""
+    n = labels.size
+    for k in range(k0, k1):
+        s0 = k * chunk
+        s1 = min(n, s0 + chunk)
+        part = labels[s0:s1]
+        for i in range(s1 - s0):
+            hist[t, part[i]] += 1
 
 
 @jit

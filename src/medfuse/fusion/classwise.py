@@ -345,7 +345,7 @@ class ClassMajorMean:
         Outside a member's box the member is background with probability 1. Can be called once: the maps
         reuse the accumulators' memory.
         """
-        from .._kernels.planes import _entropy_finish, _member_agreement
+        from .._kernels.planes import _count_labels, _entropy_finish, _member_agreement
         from .._kernels.threads import n_threads, run_chunked
 
         self._check_done()
@@ -369,8 +369,11 @@ class ClassMajorMean:
         dis = np.zeros(self.shape, dtype=np.float32)
         volumes = np.zeros((n_members, n_classes), dtype=np.int64)
         overlap = np.zeros((n_members, n_classes), dtype=np.int64)
-        fused_volumes = np.bincount(fused.reshape(-1), minlength=n_classes)[:n_classes].astype(np.int64)
         threads = n_threads()
+        hist = np.zeros((threads, n_classes), dtype=np.int64)
+        flat_fused = fused.reshape(-1)
+        run_chunked(_count_labels, -(-flat_fused.size // _CHUNK), threads, _CHUNK, flat_fused, hist)
+        fused_volumes = hist.sum(axis=0)
         for m in range(n_members):
             track = self._tracks[m]
             omega = np.float32(shares[m])
