@@ -80,7 +80,7 @@ def _load_log(bits, tab, eps):
 @overload(_load_log, jit_options={"nogil": True})
 def _load_log_impl(bits, tab, eps):
     if bits == types.uint16:
-        return lambda bits, tab, eps: _log_f32(max(_bits_to_float32(bits), eps))
+        return lambda bits, tab, eps: tab[bits]
     if bits == types.uint32:
         return lambda bits, tab, eps: _log32(bits, tab, eps)
     return None
