@@ -58,10 +58,10 @@ def test_log_matches_its_twin_bit_for_bit_and_numpy_within_one_ulp(rng):
 @pytest.mark.parametrize("n_members", [1, 3, 5])
 def test_log_fusion_matches_twin(rng, dtype, shape, n_members):
     members = [probabilities(rng, 4, shape, dtype, concentration=0.3) for _ in range(n_members)]
-    want = ref.weighted_mean(members, space="log")
+    want = ref.fuse_probabilities(members, space="log")
     got = fuse_probabilities(members, space="log")
     assert got.dtype == np.uint8 and got.shape == shape
-    np.testing.assert_array_equal(got, want.argmax(0) if want.size else got)
+    np.testing.assert_array_equal(got, want)
     mean = average_probabilities(members, space="log")
     assert mean.dtype == np.float32 and mean.shape == (4, *shape)
     np.testing.assert_allclose(mean, ref.normalised_geometric_mean(members), rtol=1e-5, atol=1e-7)
@@ -92,13 +92,16 @@ def test_log_fusion_mixes_weights_and_chunks_match_twin(rng, monkeypatch, mix, e
     np.testing.assert_array_equal(logs, want)  # the kernel's sums, bit for bit
 
 
-def test_float16_log_is_numpys_log_and_argmax_equals_numpy(rng):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_float16_log_is_numpys_log_and_argmax_equals_numpy(rng, weighted):
+    # unequal weights: the sum of the table's logs (numpy's float32 log); equal weights: the product form
     members = [probabilities(rng, 5, (6, 7, 8), np.float16, concentration=0.2) for _ in range(5)]
-    numpy_logs = sum(np.log(np.maximum(m.astype(np.float64), 1e-6)) for m in members)
-    got = fuse_probabilities(members, space="log")
+    w = np.array([1.0, 2.0, 0.5, 1.5, 1.0]) if weighted else np.ones(5)
+    numpy_logs = sum(wi * np.log(np.maximum(m.astype(np.float64), 1e-6)) for wi, m in zip(w, members, strict=True))
+    got = fuse_probabilities(members, weights=w, space="log")
     np.testing.assert_array_equal(got, numpy_logs.argmax(0))
     f32 = [m.astype(np.float32) for m in members]
-    np.testing.assert_array_equal(fuse_probabilities(f32, space="log"), numpy_logs.argmax(0))
+    np.testing.assert_array_equal(fuse_probabilities(f32, weights=w, space="log"), numpy_logs.argmax(0))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
@@ -150,3 +153,93 @@ def test_bad_space_and_eps(rng, kwargs, match):
         fuse_probabilities([p, p], **kwargs)
     with pytest.raises(ValidationError, match=match):
         average_probabilities([p, p], **kwargs)
+
+
+# ------------------------------------------------------------------ the product form (equal weights)
+
+def _mixed_members(rng, mix, shape, c=3):
+    members = []
+    for part in mix.split("+"):
+        count, kind = (int(part[:-3]), part[-3:]) if part[:-3] else (1, part)
+        for _ in range(count):
+            if kind in ("u8", "u16"):
+                members.append(rng.integers(0, c, shape).astype(np.uint8 if kind == "u8" else np.uint16))
+            else:
+                dtype = np.float16 if kind == "f16" else np.float32
+                members.append(probabilities(rng, c, shape, dtype, concentration=0.2))
+    return members
+
+
+@pytest.mark.parametrize("mix", ["5f16", "4f16+f32", "f16+u8+5f32", "12f16", "2f32+u16", "f16"])
+@pytest.mark.parametrize("eps", [1e-6, 1e-3, 1e-12])
+@pytest.mark.parametrize("weights", ["none", "equal"])
+def test_equal_weights_take_the_product_form_bit_for_bit(rng, monkeypatch, mix, eps, weights):
+    """Equal weights: the kernel multiplies max(p, eps) * 2**s in member order (no log per value) and takes
+    the argmax of the products; the log mean is w (log P - M s ln 2). Against the twin, bit for bit, over
+    every member group of the kernel, hard members, several chunks, and the range of eps."""
+    monkeypatch.setattr(fusion, "FUSION_CHUNK", 1000)
+    monkeypatch.setattr(fusion, "CHECK_SIZE", 300)
+    shape = (5, 11, 61)
+    members = _mixed_members(rng, mix, shape)
+    w = None if weights == "none" else np.full(len(members), 2.5)
+    _, most = fusion.product_shift(eps)
+    form = fusion.product_form(True, ref.normalised_weights(w, len(members), 3), np.float32(eps))
+    assert (form is not None) == (len(members) <= most)
+    want_labels = ref.fuse_probabilities(members, w, space="log", eps=eps)
+    np.testing.assert_array_equal(fuse_probabilities(members, weights=w, space="log", eps=eps), want_labels)
+    logs = fusion._run_fusion(prepare_members(members, num_classes=None), w, labels=False, mean=True,
+                              check=True, space="log", eps=eps)[1]
+    want = ref.weighted_mean(members, w, space="log", eps=eps)
+    np.testing.assert_array_equal(logs, want)
+    assert np.isfinite(logs).all()
+    exact = sum(np.log(np.maximum(m.astype(np.float64), np.float32(eps))) if m.dtype.kind == "f" else
+                np.log(np.where(np.arange(3)[:, None, None, None] == m, 1.0, np.float64(np.float32(eps))))
+                for m in members) / len(members)
+    np.testing.assert_allclose(logs, exact, rtol=2e-6, atol=2e-6 * abs(np.log(eps)))  # the log mean it stands for
+
+
+def test_product_form_bounds_and_the_sum_of_logs_beyond_them(rng):
+    """s centres the factors on 1 and K products stay normal floats; more members, or unequal weights, go
+    back to the sum of logs (the twin does the same)."""
+    for eps in (1e-6, 1e-3, 1e-12, 1e-30, float(np.finfo(np.float32).tiny)):
+        s, most = fusion.product_shift(eps)
+        low, high = np.float64(np.float32(eps)) * 2.0 ** s, 2.0 ** s
+        assert low ** most >= np.finfo(np.float32).tiny and high ** most < np.finfo(np.float32).max
+        assert most >= 1
+    assert fusion.product_shift(1e-6) == (10, 12)
+    members = [probabilities(rng, 3, (4, 5, 6), np.float16, concentration=0.2) for _ in range(13)]
+    assert fusion.product_form(True, ref.normalised_weights(None, 13, 3), np.float32(1e-6)) is None
+    np.testing.assert_array_equal(fuse_probabilities(members, space="log"),
+                                  ref.weighted_mean(members, space="log").argmax(0))
+    w = np.ones((13, 3))
+    w[0, 1] = 2.0
+    assert fusion.product_form(True, ref.normalised_weights(w, 13, 3), np.float32(1e-6)) is None
+    assert fusion.product_form(False, ref.normalised_weights(None, 3, 3), np.float32(1e-6)) is None
+
+
+def test_product_form_never_underflows_and_ties_keep_the_lowest_class():
+    # 12 members (the most at eps=1e-6) all sure of class 2: classes 0 and 1 get eps**12, a product of
+    # 2**-119 after the shift, still a normal float32; classes 0 and 1 tie exactly: no NaN, class 2 wins, and
+    # where every class ties the lowest one does
+    p = np.zeros((3, 1, 1, 2), dtype=np.float16)
+    p[2, ..., 0] = 1.0
+    p[:, ..., 1] = np.float16(1 / 3)
+    members = [p] * 12
+    assert fuse_probabilities(members, space="log").tolist() == [[[2, 0]]]
+    logs = fusion._run_fusion(prepare_members(members, num_classes=None), None, labels=False, mean=True,
+                              check=True, space="log")[1]
+    assert np.isfinite(logs).all()
+    np.testing.assert_allclose(logs[:2, ..., 0], np.log(np.float32(1e-6)), rtol=1e-6)
+    np.testing.assert_allclose(logs[2, ..., 0], 0.0, atol=1e-6)
+
+
+def test_product_form_labels_are_the_sum_of_logs_labels_beyond_rounding(rng):
+    """The product form changes rounding only: where the float64 sum of logs has a clear top class, the
+    labels are its argmax."""
+    members = [probabilities(rng, 6, (10, 20, 30), np.float16, concentration=0.3) for _ in range(5)]
+    exact = sum(np.log(np.maximum(m.astype(np.float64), 1e-6)) for m in members)
+    top2 = np.sort(exact, axis=0)[-2:]
+    clear = top2[1] - top2[0] > 1e-4
+    assert clear.mean() > 0.99
+    got = fuse_probabilities(members, space="log")
+    np.testing.assert_array_equal(got[clear], exact.argmax(0)[clear])

@@ -76,13 +76,53 @@ def log32(x: np.ndarray) -> np.ndarray:
     return (log_h + r * (one - r * (half - r * third))).astype(np.float32)
 
 
+def product_form(weights: np.ndarray, eps: float):
+    """(s, w) when log space takes its product form (every normalised weight equal to w, at most K members),
+    else None: factors max(p, eps) * 2**s in [eps 2**s, 2**s], s rounding -log2(eps) / 2, K of them stay
+    a normal float32."""
+    span = -np.log2(np.float64(np.float32(eps)))
+    s = int(np.round(span / 2))
+    most = int(126 // max(s, span - s, 1))
+    w = float(weights.flat[0])
+    if weights.shape[0] > most or not w > 0 or not np.all(weights == weights.flat[0]):
+        return None
+    return s, w
+
+
+def log_products(members: Sequence[np.ndarray], s: int, num_classes: int | None = None,
+                 eps: float = 1e-6) -> np.ndarray:
+    """float32 (C, ...) products in member order of max(p, eps) * 2**s (hard members: 2**s or eps 2**s)."""
+    members = [np.asarray(m) for m in members]
+    c = n_classes_of(members, num_classes)
+    scale, eps32 = np.float32(2.0 ** s), np.float32(eps)
+    spatial = next((m.shape[1:] for m in members if m.dtype.kind == "f"), members[0].shape)
+    acc = np.ones((c, *spatial), dtype=np.float32)
+    for member in members:
+        for k in range(c):
+            if member.dtype.kind == "f":
+                factor = np.maximum(member[k].astype(np.float32), eps32) * scale
+            else:
+                factor = np.where(member.astype(np.int64) == k, scale, eps32 * scale).astype(np.float32)
+            acc[k] *= factor
+    return acc
+
+
 def weighted_mean(members: Sequence[np.ndarray], weights=None, num_classes: int | None = None,
                   space: str = "probability", eps: float = 1e-6) -> np.ndarray:
     """float32 (C, ...) mean, summed in member order; hard members as one-hot.
 
-    ``space="log"``: the weighted mean of log(max(p, eps)) (hard members add w * 0 and w * log(eps)).
+    ``space="log"``: the weighted mean of log(max(p, eps)) (hard members add w * 0 and w * log(eps)); with
+    equal weights (:func:`product_form`) computed as ``w (log P - M s ln 2)`` from :func:`log_products`.
     """
     log = space == "log"
+    if log:
+        n = len(members)
+        form = product_form(normalised_weights(weights, n, n_classes_of(members, num_classes)), eps)
+        if form is not None:
+            mean = np.log(log_products(members, form[0], num_classes, eps))
+            mean -= np.float32(n * form[0] * 0.6931471805599453)
+            mean *= np.float32(form[1])
+            return mean
     hot, cold = (np.float32(0), log_f32(np.float32(eps))[()]) if log else (np.float32(1), np.float32(0))
     members = [np.asarray(m) for m in members]
     c = n_classes_of(members, num_classes)
@@ -104,6 +144,12 @@ def weighted_mean(members: Sequence[np.ndarray], weights=None, num_classes: int 
 
 def fuse_probabilities(members: Sequence[np.ndarray], weights=None, num_classes: int | None = None,
                        space: str = "probability", eps: float = 1e-6) -> np.ndarray:
+    """Argmax (lowest class on ties) of the weighted mean; in log space's product form, of the products."""
+    if space == "log":
+        n = len(members)
+        form = product_form(normalised_weights(weights, n, n_classes_of(members, num_classes)), eps)
+        if form is not None:
+            return log_products(members, form[0], num_classes, eps).argmax(axis=0)
     return weighted_mean(members, weights, num_classes, space, eps).argmax(axis=0)
 
 

@@ -48,7 +48,10 @@ Arithmetic
     ``acc = 0; acc += w[m, c] * p_m[c]`` for m = 0, 1, ... in float32, never contracted to FMA (no
     fastmath); a hard member adds ``w[m, c]`` where its label is ``c`` and ``0`` elsewhere. The numpy
     twin in ``tests/_reference/twin_fusion.py`` does exactly the same operations, so results are bit-identical.
-    float16 is read as uint16 and converted in registers (:mod:`medfuse._kernels.f16`).
+    float16 is read as uint16 and converted in registers (:mod:`medfuse._kernels.f16`). The log-space
+    kernels run this body with other loads: :data:`_fuse_chunks_log` adds ``w * log(max(p, eps))``,
+    :data:`_fuse_chunks_product` multiplies ``max(p, eps) * 2**s`` (its source rewritten by
+    :func:`medfuse._kernels.spaces.product_variant`; weights 1).
 Checks, in the same pass
     * range and finiteness of every value: the maximum raw bit pattern per member. A float is finite
       and in ``[+0, 1]`` iff its pattern is ``<= bits(1.0)`` (:data:`medfuse._kernels.f16.ONE_BITS`);
@@ -69,9 +72,10 @@ from . import jit
 from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
 from .raw import _prefetch, _view
-from .spaces import _hard_values, _load16, _load32, log_variant
+from .spaces import _hard_values, _load16, _load32, log_variant, product_variant
 
-__all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chunks", "_fuse_chunks_log"]
+__all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chunks", "_fuse_chunks_log",
+           "_fuse_chunks_product"]
 
 #: bytes per item of each kind
 ITEMSIZE = (2, 4, 1, 2)
@@ -121,7 +125,7 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
     s = np.empty(max(0, min(chunk, check_size)), np.float32)  # class sums of the sampled voxels
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    hot, cold = _hard_values(eps)  # what a hard member adds where its label is / is not the class
+    hot, cold = _hard_values(eps, tab)  # what a hard member adds where its label is / is not the class
     # the last group of a class folds the argmax into its loop when it is 4 or 5 probability members
     # and the only output is uint8 labels
     fold_ok = out_addr != 0 and out_kind == 0 and mean_addr == 0
@@ -578,3 +582,7 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
 #: and the mean output the weighted mean of the logs. One body, two compiled kernels: the linear one is
 #: unchanged and compiles only when used, and so does this one.
 _fuse_chunks_log = log_variant(_fuse_chunks)
+#: log space in product form (equal weights): every class sum is the product of ``max(p, eps) * 2**s`` over the
+#: members, in member order (:func:`medfuse._kernels.spaces.product_variant`); the argmax is that of the
+#: geometric mean, with no log per value
+_fuse_chunks_product = product_variant(_fuse_chunks)

@@ -7,6 +7,10 @@ second time with those three names bound to their log-space versions (numba free
 when it compiles it), so one body gives two kernels: the linear one is exactly what it was (same code,
 same speed, same compile time) and the log one costs compile time only when log space is used.
 
+The product form of log space (equal weights; :func:`product_variant`): the same body once more, its source
+rewritten so that every class sum is a product of ``max(p, eps) * 2**s`` (:func:`_load_product`), whose
+argmax is that of the sum of logs without a log per value.
+
 Log space: a float16 member adds ``tab[bits]``, the caller's table of numpy's float32
 ``log(max(p, eps))`` for each of the 65536 patterns (exact; one load from a 256 KiB table per value), a
 float32 member :func:`_log32` (two more 65536-entry tables, ~1e-9 from numpy's log), and a one-hot
@@ -16,6 +20,9 @@ keep reading the raw bits.
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 import types as pytypes
 
 import numpy as np
@@ -26,7 +33,7 @@ from . import jit
 from .f16 import _bits_to_float32
 from .logf import _float32_bits, _log_f32
 
-__all__ = ["F32_INV", "F32_LOG", "_hard_values", "_load16", "_load32", "log_variant"]
+__all__ = ["F32_INV", "F32_LOG", "_hard_values", "_load16", "_load32", "log_variant", "product_variant"]
 
 
 @jit
@@ -42,7 +49,7 @@ def _load32(bits, tab, eps):
 
 
 @jit
-def _hard_values(eps):
+def _hard_values(eps, tab):
     """What a hard member adds (times its weight) where its label is / is not the class: 1, 0."""
     return np.float32(1.0), np.float32(0.0)
 
@@ -87,9 +94,22 @@ def _load_log_impl(bits, tab, eps):
 
 
 @jit
-def _hard_values_log(eps):
+def _hard_values_log(eps, tab):
     """Log space: a one-hot member adds log(1) = 0 and log(eps)."""
     return np.float32(0.0), _log_f32(eps)
+
+
+@jit
+def _load_product(bits, tab, eps):
+    """Product form of log space: the factor ``max(p, eps) * 2**s`` a member multiplies in, ``tab[0] = 2**s``
+    (exact: a power of two), for float16 and float32 bits alike."""
+    return max(_bits_to_float32(bits), eps) * tab[0]
+
+
+@jit
+def _hard_values_product(eps, tab):
+    """Product form: a one-hot member's factors ``1 * 2**s`` and ``eps * 2**s``."""
+    return tab[0], eps * tab[0]
 
 
 def _variant(fn, suffix, **replace):
@@ -99,6 +119,62 @@ def _variant(fn, suffix, **replace):
     scope.update(replace)
     new = pytypes.FunctionType(py.__code__, scope, py.__name__, py.__defaults__, py.__closure__)
     new.__qualname__ = py.__qualname__ + suffix  # its own numba cache file
+    new.__doc__ = py.__doc__
+    return jit(new)
+
+
+class _ToProduct(ast.NodeTransformer):
+    """``u += w * _load16(...)`` / ``u += w * _load32(...)`` -> ``u *= _load16(...)``; ``u += (hot if ... else
+    cold)`` -> ``u *= (...)``; ``zero if first else x`` -> ``one if first else x``. Counts what it changed."""
+
+    def __init__(self) -> None:
+        self.sums = self.starts = 0
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        self.generic_visit(node)
+        if not (isinstance(node.target, ast.Name) and node.target.id == "u" and isinstance(node.op, ast.Add)):
+            return node
+        value = node.value
+        if (isinstance(value, ast.BinOp) and isinstance(value.op, ast.Mult) and isinstance(value.right, ast.Call)
+                and isinstance(value.right.func, ast.Name) and value.right.func.id in ("_load16", "_load32")):
+            value = value.right
+        elif not isinstance(value, ast.IfExp):
+            raise TypeError(f"line {node.lineno}: a class sum `u += ...` the product form does not know")
+        self.sums += 1
+        return ast.copy_location(ast.AugAssign(target=node.target, op=ast.Mult(), value=value), node)
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
+        self.generic_visit(node)
+        if (isinstance(node.test, ast.Name) and node.test.id == "first" and isinstance(node.body, ast.Name)
+                and node.body.id == "zero"):
+            self.starts += 1
+            node.body = ast.copy_location(ast.Name(id="one", ctx=ast.Load()), node.body)
+        return node
+
+
+def product_variant(fn):
+    """The product form of a kernel body written with :func:`_load16` / :func:`_load32` / :func:`_hard_values`
+    and class sums ``u = zero if first else ...; u += w * _load16(...)``: its source with every class sum
+    turned into a product (``u = one if first ...; u *= _load16(...)``, see :class:`_ToProduct`) and the
+    loads bound to :func:`_load_product`, compiled lazily. The kernel is called with weights 1 (a hard
+    member's factor is ``1 * hot``) and ``tab = [2**s]``."""
+    py = getattr(fn, "py_func", fn)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(py)))
+    ast.increment_lineno(tree, py.__code__.co_firstlineno - 1)
+    fdef = tree.body[0]
+    if not isinstance(fdef, ast.FunctionDef):  # pragma: no cover - kernels are functions
+        raise TypeError(f"{py.__name__} is not a function")
+    fdef.decorator_list = []
+    change = _ToProduct()
+    change.visit(tree)
+    if change.sums == 0 or change.starts == 0:  # pragma: no cover - a kernel edited out of the pattern
+        raise TypeError(f"{py.__name__}: no class sum in the product form's pattern")
+    ast.fix_missing_locations(tree)
+    scope = dict(py.__globals__)
+    scope.update(_load16=_load_product, _load32=_load_product, _hard_values=_hard_values_product)
+    exec(compile(tree, py.__code__.co_filename, "exec"), scope)  # our own kernel's source, rewritten
+    new = scope[py.__name__]
+    new.__qualname__ = py.__qualname__ + "_product"  # its own numba cache file
     new.__doc__ = py.__doc__
     return jit(new)
 

@@ -63,7 +63,7 @@ from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
 from .logf import _float32_bits, _fma, _plogp
 from .raw import _prefetch, _store_labels, _view, inline
-from .spaces import _hard_values, _hard_values_log, _load_log
+from .spaces import _hard_values, _hard_values_log, _hard_values_product, _load_log, _load_product
 
 __all__ = ["KEY_MASK", "TINY", "_count_keys", "_uncertainty_chunks"]
 
@@ -123,7 +123,7 @@ def _count_keys(key, n, n_keys, lanes, hist):
 
 
 @jit
-def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_voxels, chunk, log, fchunk,
+def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_voxels, chunk, log, prod, fchunk,
                         check_every, check_size, tol, out_addr, out_kind, entropy, mutual, disagreement,
                         maxbits, sum_bad, sum_checked, volumes, overlap, fused_volumes, tab, eps):
     """Fused labels, uncertainty maps and counts on chunks ``k0 .. k1`` (see the module docstring).
@@ -142,6 +142,10 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
         Voxels per channel; voxels per chunk (a power of two dividing ``fchunk``).
     log : bool
         Fuse in log space (the labels only; the maps always use the linear mean).
+    prod : bool
+        Log space in its product form (equal weights; :func:`medfuse.fusion.run.product_form`): the
+        label sums are the products of ``max(p, eps) * tab[0]`` in member order, as in
+        :data:`medfuse._kernels.fusion._fuse_chunks_product`.
     fchunk, check_every, check_size, tol :
         The fusion kernel's chunk and sampled sum check (``check_every == 0``: no check).
     out_addr, out_kind : int
@@ -153,7 +157,8 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
     volumes, overlap : (R, M, C) int64, zeroed; fused_volumes : (R, C) int64, zeroed
         Per range: voxels of member argmax ``c``; of member argmax and fused label ``c``; of fused ``c``.
     tab : float32
-        :func:`medfuse.fusion.run.log_table` (log space: the float16 logs and the float32 log tables).
+        :func:`medfuse.fusion.run.log_table` (log space: the float16 logs and the float32 log tables);
+        ``[2**s]`` in the product form.
     eps : float32
         Log space: probabilities are clamped to ``eps`` before their log.
     """
@@ -175,8 +180,11 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
     lanes = np.empty(KEY_LANES, np.uint8)
     hist = np.zeros((n_members + 1, 2 * n_classes), np.int64)  # counts of the keys; row M: fused labels
     s = np.empty(max(0, check_size), np.float32)
-    hot, cold = _hard_values(eps)
-    lhot, lcold = _hard_values_log(eps)
+    hot, cold = _hard_values(eps, tab)
+    if prod:
+        lhot, lcold = _hard_values_product(eps, tab)
+    else:
+        lhot, lcold = _hard_values_log(eps, tab)
     for k in range(k0, k1):
         s0 = k * chunk
         n = min(chunk, n_voxels - s0)
@@ -228,7 +236,12 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                         u = zero if first else row[i]
                         u += wc if ma[i] == ci else wl
                         row[i] = u
-                    if log:
+                    if prod:
+                        for i in range(n):
+                            u = one if first else lrow[i]
+                            u *= lhot if ma[i] == ci else lcold
+                            lrow[i] = u
+                    elif log:
                         wc = w * lhot
                         wl = w * lcold
                         for i in range(n):
@@ -262,7 +275,9 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                             ks[i] = max(ks[i], np.uint32(_float32_bits(p) | tag))
                             y16 = max(y16, b)
                     maxbits[t, m] = max(maxbits[t, m], np.uint64(y16))
-                    if log:  # the table loads in a loop of their own: the one above vectorises
+                    if prod:
+                        _add_product(h, n, lrow, first, one, tab, eps)
+                    elif log:  # the table loads in a loop of their own: the one above vectorises
                         for i in range(n):
                             u = zero if first else lrow[i]
                             u += w * _load_log(h[i], tab, eps)
@@ -271,13 +286,17 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                     h = _view(addrs[m] + 2 * (c * cstrides[m] + s0), n, np.uint16)
                     top = _add_compare(h, n, row, hm, mb, ma, w, om, ci, first, zero)
                     maxbits[t, m] = max(maxbits[t, m], np.uint64(top))
-                    if log:
+                    if prod:
+                        _add_product(h, n, lrow, first, one, tab, eps)
+                    elif log:
                         _add_log(h, n, lrow, w, first, zero, tab, eps)
                 else:
                     f = _view(addrs[m] + 4 * (c * cstrides[m] + s0), n, np.uint32)
                     top = _add_compare(f, n, row, hm, mb, ma, w, om, ci, first, zero)
                     maxbits[t, m] = max(maxbits[t, m], np.uint64(top))
-                    if log:
+                    if prod:
+                        _add_product(f, n, lrow, first, one, tab, eps)
+                    elif log:
                         _add_log(f, n, lrow, w, first, zero, tab, eps)
             # fused argmax step (lowest class on ties), and the sums of the entropy of the mean
             a = lrow if log else row
@@ -393,4 +412,13 @@ def _add_log(h, n, lrow, w, first, zero, tab, eps):
     for i in range(n):
         u = zero if first else lrow[i]
         u += w * _load_log(h[i], tab, eps)
+        lrow[i] = u
+
+
+@inline
+def _add_product(h, n, lrow, first, one, tab, eps):
+    """The product form: ``lrow *= max(p, eps) * tab[0]`` (or ``=`` when ``first``)."""
+    for i in range(n):
+        u = one if first else lrow[i]
+        u *= _load_product(h[i], tab, eps)
         lrow[i] = u

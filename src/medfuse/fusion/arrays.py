@@ -41,6 +41,11 @@ Log space
     cut to its top 16 bits (table) plus a cubic ``log1p`` of the rest (~1e-9 from numpy's float64 log;
     :mod:`medfuse._kernels.spaces`); sums run as in probability space.
     A hard member adds ``w * log(1) = 0`` for its label and ``w * log(eps)`` for the others.
+    With equal weights (and at most 12 members at ``eps=1e-6``) the sum of logs is taken as the log of a
+    product: the kernel multiplies ``max(p, eps) * 2**s`` in member order (``2**s`` keeps the product a
+    normal float32; :func:`medfuse.fusion.run.product_form`), the labels are the product's argmax and the
+    log mean ``w (log P - M s ln 2)``: no log per value, so log space runs at the linear mean's speed.
+    It differs from the sum of logs in float32 rounding only.
 
 Input layouts
     Any strides, Fortran order, big-endian and read-only arrays work; see :mod:`medfuse.fusion.inputs`

@@ -24,7 +24,8 @@ from .inputs import (
     range_limit_bits,
 )
 
-__all__ = ["CHECK_EVERY", "CHECK_SIZE", "DEFAULT_EPS", "FUSION_CHUNK", "Space", "TieRule"]
+__all__ = ["CHECK_EVERY", "CHECK_SIZE", "DEFAULT_EPS", "FUSION_CHUNK", "Space", "TieRule", "product_form",
+           "product_shift"]
 
 #: How probabilities are fused: their weighted mean ("probability"), or the weighted mean of their logs
 #: ("log": the weighted geometric mean; see :func:`medfuse.fusion.fuse_probabilities`).
@@ -76,6 +77,41 @@ def log_table(eps: float) -> NDArray[np.float32]:
     return tab
 
 
+#: ln 2 in float64 (the product form's exponent shift is subtracted as ``M * s * LN2`` rounded to float32)
+_LN2 = 0.6931471805599453
+
+
+def product_shift(eps: float) -> tuple[int, int]:
+    """The product form of log space: ``(s, K)``. A factor ``max(p, eps) * 2**s`` lies in
+    ``[eps * 2**s, 2**s]``; ``s`` centres that range on 1 so that a product of up to ``K`` factors stays a
+    normal float32 (no underflow, no overflow): ``s = 10``, ``K = 12`` for ``eps = 1e-6``."""
+    span = -np.log2(np.float64(np.float32(eps)))
+    s = int(np.round(span / 2))
+    return s, int(126 // max(s, span - s, 1))
+
+
+def product_form(log: bool, weights: NDArray[np.float32], eps32: np.float32) -> tuple[int, float] | None:
+    """``(s, w)`` when log-space fusion takes its product form: every member has the same weight ``w`` for
+    every class (after normalisation) and there are at most ``K`` members (:func:`product_shift`); else
+    None. Then ``sum_m w log(max(p_m, eps)) = w (log P - M s ln 2)`` with ``P`` the float32 product of
+    ``max(p_m, eps) * 2**s`` in member order, and the argmax over classes is that of ``P`` (``w > 0``)."""
+    if not log or weights.size == 0:
+        return None
+    s, most = product_shift(float(eps32))
+    w = float(weights.flat[0])
+    if weights.shape[0] > most or not w > 0 or not np.all(weights == weights.flat[0]):
+        return None
+    return s, w
+
+
+def product_to_log_mean(mean: NDArray[np.float32], n_members: int, form: tuple[int, float]) -> None:
+    """The log mean ``w (log P - M s ln 2)`` from the products ``P``, in place (float32)."""
+    s, w = form
+    np.log(mean, out=mean)
+    mean -= np.float32(n_members * s * _LN2)
+    mean *= np.float32(w)
+
+
 def softmax_in_place(logs: NDArray[np.float32]) -> None:
     """``logs[:] = softmax(logs, axis=0)`` (float32), one class plane at a time (no (C, ...) temporaries)."""
     if logs.size == 0:
@@ -97,7 +133,7 @@ def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean:
     ``normalise=False`` uses ``weights`` ((M, C), already valid) as they are, in float32. In log space
     the mean is the weighted mean of ``log(max(p, eps))`` (the caller turns it into probabilities).
     """
-    from .._kernels.fusion import _fuse_chunks, _fuse_chunks_log
+    from .._kernels.fusion import _fuse_chunks, _fuse_chunks_log, _fuse_chunks_product
     from .._kernels.threads import n_threads, run_ranges, split
 
     n_members, n_classes = prep.n_members, prep.n_classes
@@ -119,9 +155,15 @@ def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean:
     maxbits = np.zeros((len(ranges), n_members), dtype=np.uint64)
     sum_bad = np.zeros((len(ranges), n_members), dtype=np.int64)
     sum_checked = np.zeros(len(ranges), dtype=np.int64)
-    tab = log_table(float(eps32)) if log else np.zeros(1, np.float32)
+    form = product_form(log, w_norm, eps32)
+    if form is not None:  # equal weights: the product of max(p, eps) * 2**s, no log per value
+        kernel, tab = _fuse_chunks_product, np.array([2.0 ** form[0]], dtype=np.float32)
+        w_norm = np.ones_like(w_norm)
+    else:
+        kernel = _fuse_chunks_log if log else _fuse_chunks
+        tab = log_table(float(eps32)) if log else np.zeros(1, np.float32)
     run_ranges(
-        _fuse_chunks_log if log else _fuse_chunks, ranges, threads,
+        kernel, ranges, threads,
         prep.addrs, prep.kinds, prep.cstrides, w_norm, n_voxels, chunk, CHECK_EVERY if check else 0, CHECK_SIZE,
         np.float32(SUM_TOLERANCE),
         0 if out is None else out.ctypes.data, 0 if out is None or out.dtype == np.uint8 else 1,
@@ -129,6 +171,8 @@ def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean:
         maxbits, sum_bad, sum_checked, tab, eps32,
     )
     _raise_for_bad_members(prep, maxbits.max(axis=0), sum_bad.sum(axis=0), int(sum_checked.sum()), check=check)
+    if avg is not None and form is not None:
+        product_to_log_mean(avg, n_members, form)
     return out, avg
 
 

@@ -37,6 +37,7 @@ from .run import (
     _raise_for_bad_members,
     check_space,
     log_table,
+    product_form,
 )
 
 __all__ = ["UncertaintyMaps", "fusion_uncertainty"]
@@ -163,12 +164,15 @@ def run_uncertainty(prep: Members, weights: ArrayLike | None, *, check: bool, sp
     volumes = np.zeros((n_ranges, n_members, n_classes), dtype=np.int64)
     overlap = np.zeros_like(volumes)
     fused = np.zeros((n_ranges, n_classes), dtype=np.int64)
+    w32 = w_norm.astype(np.float32)
+    form = product_form(log, w32, eps32)  # equal weights: the labels of the product form, as fusion has them
+    tab = log_table(float(eps32)) if form is None else np.array([2.0 ** form[0]], dtype=np.float32)
     run_ranges(
         _uncertainty_chunks, ranges, threads,
-        prep.addrs, prep.kinds, prep.cstrides, w_norm.astype(np.float32), shares.astype(np.float32), n_voxels,
-        chunk, log, FUSION_CHUNK, CHECK_EVERY if check else 0, CHECK_SIZE, np.float32(SUM_TOLERANCE),
-        labels.ctypes.data, 0 if labels.dtype == np.uint8 else 1, *(a.reshape(-1) for a in maps),
-        maxbits, sum_bad, sum_checked, volumes, overlap, fused, log_table(float(eps32)), eps32,
+        prep.addrs, prep.kinds, prep.cstrides, w32, shares.astype(np.float32), n_voxels,
+        chunk, log, form is not None, FUSION_CHUNK, CHECK_EVERY if check else 0, CHECK_SIZE,
+        np.float32(SUM_TOLERANCE), labels.ctypes.data, 0 if labels.dtype == np.uint8 else 1,
+        *(a.reshape(-1) for a in maps), maxbits, sum_bad, sum_checked, volumes, overlap, fused, tab, eps32,
     )
     _raise_for_bad_members(prep, maxbits.max(axis=0), sum_bad.sum(axis=0), int(sum_checked.sum()), check=check)
     return labels, UncertaintyMaps(maps[0], maps[1], maps[2], volumes.sum(axis=0), overlap.sum(axis=0),
