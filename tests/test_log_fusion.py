@@ -243,3 +243,22 @@ def test_product_form_labels_are_the_sum_of_logs_labels_beyond_rounding(rng):
     assert clear.mean() > 0.99
     got = fuse_probabilities(members, space="log")
     np.testing.assert_array_equal(got[clear], exact.argmax(0)[clear])
+
+
+def test_without_the_kernel_source_log_space_sums_logs(rng, monkeypatch):
+    """Where the product kernel cannot be built (its source unreadable: a frozen application), equal weights
+    take the sum of logs, like unequal ones, and the uncertainty kernel follows (same labels)."""
+    from medfuse._kernels import fusion as kernels
+
+    members = [probabilities(rng, 4, (5, 6, 7), np.float16, concentration=0.2) for _ in range(3)]
+    monkeypatch.setattr(kernels, "product_kernel", lambda: None)
+    assert fusion.product_form(True, ref.normalised_weights(None, 3, 4), np.float32(1e-6)) is None
+    monkeypatch.setattr(ref, "product_form", lambda weights, eps: None)
+    want = ref.weighted_mean(members, space="log")
+    got = fuse_probabilities(members, space="log")
+    np.testing.assert_array_equal(got, want.argmax(0))
+    logs = fusion._run_fusion(prepare_members(members, num_classes=None), None, labels=False, mean=True,
+                              check=True, space="log")[1]
+    np.testing.assert_array_equal(logs, want)
+    labels, _ = fuse_probabilities(members, space="log", return_uncertainty=True)
+    np.testing.assert_array_equal(labels, got)
