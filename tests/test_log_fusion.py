@@ -248,10 +248,10 @@ def test_product_form_labels_are_the_sum_of_logs_labels_beyond_rounding(rng):
 def test_without_the_kernel_source_log_space_sums_logs(rng, monkeypatch):
     """Where the product kernel cannot be built (its source unreadable: a frozen application), equal weights
     take the sum of logs, like unequal ones, and the uncertainty kernel follows (same labels)."""
-    from medfuse._kernels import fusion as kernels
+    from medfuse._kernels import spaces
 
     members = [probabilities(rng, 4, (5, 6, 7), np.float16, concentration=0.2) for _ in range(3)]
-    monkeypatch.setattr(kernels, "product_kernel", lambda: None)
+    monkeypatch.setattr(spaces, "product_variant", lambda fn: None)
     assert fusion.product_form(True, ref.normalised_weights(None, 3, 4), np.float32(1e-6)) is None
     monkeypatch.setattr(ref, "product_form", lambda weights, eps: None)
     want = ref.weighted_mean(members, space="log")

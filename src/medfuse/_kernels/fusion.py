@@ -50,7 +50,7 @@ Arithmetic
     twin in ``tests/_reference/twin_fusion.py`` does exactly the same operations, so results are bit-identical.
     float16 is read as uint16 and converted in registers (:mod:`medfuse._kernels.f16`). The log-space
     kernels run this body with other loads: :data:`_fuse_chunks_log` adds ``w * log(max(p, eps))``,
-    :func:`product_kernel` multiplies ``max(p, eps) * 2**s`` (its source rewritten by
+    ``product_variant(_fuse_chunks)`` multiplies ``max(p, eps) * 2**s`` (its source rewritten by
     :func:`medfuse._kernels.spaces.product_variant`; weights 1).
 Checks, in the same pass
     * range and finiteness of every value: the maximum raw bit pattern per member. A float is finite
@@ -66,18 +66,15 @@ Checks, in the same pass
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from . import jit
 from .f16 import _bits_to_float32
 from .kinds import KIND_F16, KIND_F32, KIND_U8, KIND_U16
 from .raw import _prefetch, _view
-from .spaces import _hard_values, _load16, _load32, log_variant, product_variant
+from .spaces import _hard_values, _load16, _load32, log_variant
 
-__all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chunks", "_fuse_chunks_log",
-           "product_kernel"]
+__all__ = ["ITEMSIZE", "KIND_F16", "KIND_F32", "KIND_U8", "KIND_U16", "_fuse_chunks", "_fuse_chunks_log"]
 
 #: bytes per item of each kind
 ITEMSIZE = (2, 4, 1, 2)
@@ -584,16 +581,3 @@ def _fuse_chunks(k0, k1, t, addrs, kinds, cstrides, weights, n_voxels, chunk, ch
 #: and the mean output the weighted mean of the logs. One body, two compiled kernels: the linear one is
 #: unchanged and compiles only when used, and so does this one.
 _fuse_chunks_log = log_variant(_fuse_chunks)
-
-
-@functools.cache
-def product_kernel():
-    """The kernel of log space in product form (equal weights): every class sum is the product of
-    ``max(p, eps) * 2**s`` over the members, in member order (:func:`medfuse._kernels.spaces.product_variant`
-    of :func:`_fuse_chunks`), whose argmax is that of the geometric mean, with no log per value. Built on
-    first use (it reads the kernel's source); None where the source cannot be read (an application frozen
-    without its ``.py`` files), and log space then sums logs."""
-    try:
-        return product_variant(_fuse_chunks)
-    except OSError:
-        return None

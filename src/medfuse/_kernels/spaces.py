@@ -21,6 +21,7 @@ keep reading the raw bits.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import textwrap
 import types as pytypes
@@ -152,14 +153,21 @@ class _ToProduct(ast.NodeTransformer):
         return node
 
 
+@functools.cache
 def product_variant(fn):
     """The product form of a kernel body written with :func:`_load16` / :func:`_load32` / :func:`_hard_values`
     and class sums ``u = zero if first else ...; u += w * _load16(...)``: its source with every class sum
     turned into a product (``u = one if first ...; u *= _load16(...)``, see :class:`_ToProduct`) and the
     loads bound to :func:`_load_product`, compiled lazily. The kernel is called with weights 1 (a hard
-    member's factor is ``1 * hot``) and ``tab = [2**s]``."""
+    member's factor is ``1 * hot``) and ``tab = [2**s]``. Built once per kernel, on first use (it reads
+    the kernel's source); None where that source cannot be read (an application frozen without its
+    ``.py`` files): callers then sum logs."""
     py = getattr(fn, "py_func", fn)
-    tree = ast.parse(textwrap.dedent(inspect.getsource(py)))
+    try:
+        source = inspect.getsource(py)
+    except OSError:
+        return None
+    tree = ast.parse(textwrap.dedent(source))
     ast.increment_lineno(tree, py.__code__.co_firstlineno - 1)
     fdef = tree.body[0]
     if not isinstance(fdef, ast.FunctionDef):  # pragma: no cover - kernels are functions

@@ -145,7 +145,7 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
     prod : bool
         Log space in its product form (equal weights; :func:`medfuse.fusion.run.product_form`): the
         label sums are the products of ``max(p, eps) * tab[0]`` in member order, as in
-        :func:`medfuse._kernels.fusion.product_kernel`.
+        ``product_variant(_fuse_chunks)`` (:func:`medfuse._kernels.spaces.product_variant`).
     fchunk, check_every, check_size, tol :
         The fusion kernel's chunk and sampled sum check (``check_every == 0``: no check).
     out_addr, out_kind : int

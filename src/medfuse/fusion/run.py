@@ -97,9 +97,10 @@ def product_form(log: bool, weights: NDArray[np.float32], eps32: np.float32) -> 
     ``max(p_m, eps) * 2**s`` in member order, and the argmax over classes is that of ``P`` (``w > 0``)."""
     if not log or weights.size == 0:
         return None
-    from .._kernels.fusion import product_kernel
+    from .._kernels.fusion import _fuse_chunks
+    from .._kernels.spaces import product_variant
 
-    if product_kernel() is None:  # a frozen application without the kernels' sources
+    if product_variant(_fuse_chunks) is None:  # a frozen application without the kernels' sources
         return None
     s, most = product_shift(float(eps32))
     w = float(weights.flat[0])
@@ -137,7 +138,8 @@ def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean:
     ``normalise=False`` uses ``weights`` ((M, C), already valid) as they are, in float32. In log space
     the mean is the weighted mean of ``log(max(p, eps))`` (the caller turns it into probabilities).
     """
-    from .._kernels.fusion import _fuse_chunks, _fuse_chunks_log, product_kernel
+    from .._kernels.fusion import _fuse_chunks, _fuse_chunks_log
+    from .._kernels.spaces import product_variant
     from .._kernels.threads import n_threads, run_ranges, split
 
     n_members, n_classes = prep.n_members, prep.n_classes
@@ -161,7 +163,7 @@ def _run_fusion(prep: Members, weights: ArrayLike | None, *, labels: bool, mean:
     sum_checked = np.zeros(len(ranges), dtype=np.int64)
     form = product_form(log, w_norm, eps32)
     if form is not None:  # equal weights: the product of max(p, eps) * 2**s, no log per value
-        kernel, tab = product_kernel(), np.array([2.0 ** form[0]], dtype=np.float32)
+        kernel, tab = product_variant(_fuse_chunks), np.array([2.0 ** form[0]], dtype=np.float32)
         w_norm = np.ones_like(w_norm)
     else:
         kernel = _fuse_chunks_log if log else _fuse_chunks
