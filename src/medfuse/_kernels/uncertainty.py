@@ -275,29 +275,20 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                             ks[i] = max(ks[i], np.uint32(_float32_bits(p) | tag))
                             y16 = max(y16, b)
                     maxbits[t, m] = max(maxbits[t, m], np.uint64(y16))
-                    if prod:
-                        _add_product(h, n, lrow, first, one, tab, eps)
-                    elif log:  # the table loads in a loop of their own: the one above vectorises
-                        for i in range(n):
-                            u = zero if first else lrow[i]
-                            u += w * _load_log(h[i], tab, eps)
-                            lrow[i] = u
+                    if log:  # in a loop of its own (table loads): the one above vectorises
+                        _add_log_space(h, n, lrow, w, first, prod, tab, eps)
                 elif kind == KIND_F16:  # more classes than the key holds: compare values
                     h = _view(addrs[m] + 2 * (c * cstrides[m] + s0), n, np.uint16)
                     top = _add_compare(h, n, row, hm, mb, ma, w, om, ci, first, zero)
                     maxbits[t, m] = max(maxbits[t, m], np.uint64(top))
-                    if prod:
-                        _add_product(h, n, lrow, first, one, tab, eps)
-                    elif log:
-                        _add_log(h, n, lrow, w, first, zero, tab, eps)
+                    if log:
+                        _add_log_space(h, n, lrow, w, first, prod, tab, eps)
                 else:
                     f = _view(addrs[m] + 4 * (c * cstrides[m] + s0), n, np.uint32)
                     top = _add_compare(f, n, row, hm, mb, ma, w, om, ci, first, zero)
                     maxbits[t, m] = max(maxbits[t, m], np.uint64(top))
-                    if prod:
-                        _add_product(f, n, lrow, first, one, tab, eps)
-                    elif log:
-                        _add_log(f, n, lrow, w, first, zero, tab, eps)
+                    if log:
+                        _add_log_space(f, n, lrow, w, first, prod, tab, eps)
             # fused argmax step (lowest class on ties), and the sums of the entropy of the mean
             a = lrow if log else row
             for i in range(n):
@@ -407,18 +398,17 @@ def _add_compare(h, n, row, hm, mb, ma, w, om, ci, first, zero):
 
 
 @inline
-def _add_log(h, n, lrow, w, first, zero, tab, eps):
-    """``lrow += w log(max(p, eps))`` (or ``=`` when ``first``), in a loop of its own (table loads)."""
-    for i in range(n):
-        u = zero if first else lrow[i]
-        u += w * _load_log(h[i], tab, eps)
-        lrow[i] = u
-
-
-@inline
-def _add_product(h, n, lrow, first, one, tab, eps):
-    """The product form: ``lrow *= max(p, eps) * tab[0]`` (or ``=`` when ``first``)."""
-    for i in range(n):
-        u = one if first else lrow[i]
-        u *= _load_product(h[i], tab, eps)
-        lrow[i] = u
+def _add_log_space(h, n, lrow, w, first, prod, tab, eps):
+    """The label sum of log space for one member's class row (float16 or float32 bits ``h``):
+    ``lrow += w log(max(p, eps))``, or in the product form ``lrow *= max(p, eps) * tab[0]`` (``=`` when
+    ``first``)."""
+    if prod:
+        for i in range(n):
+            u = np.float32(1.0) if first else lrow[i]
+            u *= _load_product(h[i], tab, eps)
+            lrow[i] = u
+    else:
+        for i in range(n):
+            u = np.float32(0.0) if first else lrow[i]
+            u += w * _load_log(h[i], tab, eps)
+            lrow[i] = u
