@@ -75,6 +75,20 @@ def _view(address, n, dtype):
 
 
 @inline
+def _load_labels(src_addr, src_kind, s0, lab, n):
+    """``lab[:n] = src[s0:s0 + n]`` from a label map at byte ``src_addr``: uint8 items if ``src_kind == 0``,
+    else uint16 (the reverse of :func:`_store_labels`)."""
+    if src_kind == 0:
+        i8 = _view(src_addr + s0, n, np.uint8)
+        for i in range(n):
+            lab[i] = i8[i]
+    else:
+        i16 = _view(src_addr + 2 * s0, n, np.uint16)
+        for i in range(n):
+            lab[i] = i16[i]
+
+
+@inline
 def _store_labels(out_addr, out_kind, s0, lab, n):
     """``out[s0:s0 + n] = lab[:n]`` for the label output at byte ``out_addr``: uint8 items if ``out_kind == 0``,
     else uint16."""

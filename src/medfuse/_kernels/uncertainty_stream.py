@@ -12,7 +12,7 @@ import numpy as np
 from . import jit
 from .f16 import _bits_to_float32
 from .logf import _plogp
-from .raw import _view
+from .raw import _load_labels, _view, inline
 
 __all__ = ["_compare_members", "_mean_entropy", "_member_stats"]
 
@@ -23,7 +23,6 @@ def _member_stats(k0, k1, t, src_addr, kind, cstride, n_classes, n_voxels, chunk
     ``-sum_c p ln p`` into ``ent`` (float32), on chunks ``k0 .. k1``; ``kind``: 0 float16, 1 float32, with
     ``C`` rows ``cstride`` items apart. ``p ln p`` is :func:`medfuse._kernels.logf._plogp` (as in the
     one-pass kernel); a negative value (an unchecked member) adds 0."""
-    zero = np.float32(0.0)
     best = np.empty(chunk, np.float32)
     for k in range(k0, k1):
         s0 = k * chunk
@@ -36,21 +35,21 @@ def _member_stats(k0, k1, t, src_addr, kind, cstride, n_classes, n_voxels, chunk
             h[i] = 0.0
         for c in range(n_classes):
             if kind == 0:
-                r16 = _view(src_addr + 2 * (c * cstride + s0), n, np.uint16)
-                for i in range(n):
-                    p = _bits_to_float32(r16[i])
-                    h[i] -= _plogp(max(p, zero))
-                    gt = p > best[i]
-                    best[i] = p if gt else best[i]
-                    a[i] = c if gt else a[i]
+                _entropy_argmax_row(_view(src_addr + 2 * (c * cstride + s0), n, np.uint16), n, c, h, best, a)
             else:
-                r32 = _view(src_addr + 4 * (c * cstride + s0), n, np.uint32)
-                for i in range(n):
-                    p = _bits_to_float32(r32[i])
-                    h[i] -= _plogp(max(p, zero))
-                    gt = p > best[i]
-                    best[i] = p if gt else best[i]
-                    a[i] = c if gt else a[i]
+                _entropy_argmax_row(_view(src_addr + 4 * (c * cstride + s0), n, np.uint32), n, c, h, best, a)
+
+
+@inline
+def _entropy_argmax_row(bits, n, c, h, best, a):
+    """Class ``c`` of one member (float16 or float32 bits): ``h -= p ln p``, running maximum ``best`` and
+    argmax ``a`` (strict ``>``: the lower class keeps a tie)."""
+    for i in range(n):
+        p = _bits_to_float32(bits[i])
+        h[i] -= _plogp(max(p, np.float32(0.0)))
+        gt = p > best[i]
+        best[i] = p if gt else best[i]
+        a[i] = c if gt else a[i]
 
 
 @jit
@@ -110,14 +109,7 @@ def _compare_members(k0, k1, t, arg_addrs, arg_kind, omega, fused_addr, fused_ki
     for k in range(k0, k1):
         s0 = k * chunk
         n = min(chunk, n_voxels - s0)
-        if fused_kind == 0:
-            f8 = _view(fused_addr + s0, n, np.uint8)
-            for i in range(n):
-                lab[i] = f8[i]
-        else:
-            f16 = _view(fused_addr + 2 * s0, n, np.uint16)
-            for i in range(n):
-                lab[i] = f16[i]
+        _load_labels(fused_addr, fused_kind, s0, lab, n)
         fv = fused_volumes[t]
         dis = disagreement[s0:s0 + n]
         for i in range(n):
