@@ -65,6 +65,26 @@ def _compare(maps, twin):
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_negative_zero_and_tiny_negatives_are_below_every_probability(rng, dtype):
+    """-0.0 and negatives the range check accepts (down to -1e-3) rank below every probability in a member's
+    running argmax (kept on raw bits, where a sign bit would make them the largest) and add 0 ln 0."""
+    shape, c_count = (4, 6, 9), 4
+    members = []
+    for _ in range(3):
+        p = rng.random((c_count, *shape)) ** 4 + 1e-3
+        p /= p.sum(axis=0, keepdims=True)
+        small = p[2] < 0.2
+        p[0] += np.where(small, p[2], 0.0)  # the class sums stay 1
+        p[2] = np.where(small & (rng.random(shape) < 0.5), -0.0, np.where(small, -rng.random(shape) * 1e-4, p[2]))
+        members.append(("probs", p.astype(dtype), tuple((0, n) for n in shape)))
+    assert any(np.signbit(m[1][2]).any() for m in members)
+    fuser = _run(shape, members, np.ones(3), c_count)
+    fused = fuser.labels()
+    full = [_full(m, shape, c_count) for m in members]
+    _compare(fuser.uncertainty(), uncertainty_twin(full, fused, weights=np.ones(3), num_classes=c_count))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
 @pytest.mark.parametrize("space", ["probability", "log"])
 def test_rows_of_zeros_are_skipped_without_changing_the_maps(rng, dtype, space):
     """Organs: each class > 0 is exactly 0 on most rows of a member (the adding kernel skips the uncertainty

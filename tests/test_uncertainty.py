@@ -267,3 +267,21 @@ def test_plogp_accuracy():
 
 def rng_values():
     return np.random.default_rng(5).random(200 if SLOW else 20000).astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("n_classes", [3, 5])
+def test_negative_zero_and_tiny_negatives_are_below_every_probability(rng, dtype, n_classes):
+    """Values the range check accepts (-0.0 and negatives down to -1e-3, rounding of 1 - sum) rank below
+    every probability in a member's argmax and add 0 ln 0, as in the twin: their bit patterns, read as
+    unsigned, are the largest of all and must not win the member's argmax."""
+    shape = (3, 4, 37)
+    members = []
+    for _ in range(3):
+        p = probabilities(rng, n_classes, shape, np.float32, 2.0)
+        small = p[1] < 0.2
+        p[0] += np.where(small, p[1], 0.0)  # the class sums stay 1
+        p[1] = np.where(small & (rng.random(shape) < 0.5), -0.0, np.where(small, -rng.random(shape) * 1e-4, p[1]))
+        members.append(p.astype(dtype))
+    assert any(np.signbit(m[1]).any() for m in members)
+    assert_matches_twin(members)

@@ -135,15 +135,17 @@ def _fma_impl(a, b, c):  # pragma: no cover - numba typing, never run as Python
 
 @jit
 def _plogp(x):
-    """``x ln x`` of a float32 ``x >= 0`` (0 at ``x = 0``; within 1e-7 absolute for ``x <= 1``), branch-free.
+    """``x ln x`` of a float32 ``x`` (0 at ``x <= 0``; within 1e-7 absolute for ``x <= 1``), branch-free.
 
     ``x = 2**k * m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` by integer operations on the bit pattern (adding
     ``1 - bits(sqrt(1/2))`` carries mantissas above ``sqrt(2)`` into the exponent), then the degree-5
     polynomial of :data:`PLOGP_COEFFS`: ~20 vector operations, fewer than :func:`medfuse._kernels.logf._log_f32`
     (whose last ulp the maps do not need) or a table gather. A subnormal or zero ``x`` gets a finite log
-    (about ``-88``), so ``x ln x`` is 0 or tiny; a negative or non-finite ``x`` (a refused member) gives
-    garbage, never an error.
+    (about ``-88``), so ``x ln x`` is 0 or tiny. A negative ``x`` (-0.0, or a rounding below 0 that the range
+    check accepts) counts as 0, as ``0 ln 0``; a non-finite ``x`` (a refused member) gives garbage, never an
+    error.
     """
+    x = x if x > np.float32(0.0) else np.float32(0.0)  # a select: stays vectorised
     ix = np.uint32(_float32_bits(x) + np.uint32(0x004AFB0D))  # np.uint32(...): 32-bit lanes (numba widens)
     k = np.float32(np.int32(ix >> np.uint32(23))) - np.float32(127.0)
     f = _bits_to_float32(np.uint32((ix & np.uint32(0x007FFFFF)) + np.uint32(0x3F3504F3))) - np.float32(1.0)

@@ -10,7 +10,8 @@ accumulator:
     ``w * log(max(p, eps))`` and then also ``lin += w * p``: the maps are of the LINEAR mean) plus
     ``ment += omega * p ln p`` (the member's own entropy, with its share ``omega``) and the member's running
     maximum and argmax, kept on the raw bits (for non-negative floats the order of the bit patterns is the
-    order of the values; strict ``>``: ties keep the lower class; ``c == 0`` initialises). A row whose values
+    order of the values; -0.0 and the tiny negatives the range check accepts count as +0; strict ``>``:
+    ties keep the lower class; ``c == 0`` initialises). A row whose values
     are all +0 (most rows of an organ's class, away from the organ) skips those terms after the add: they
     would add ``0 ln 0 = 0`` and a 0 never beats the running maximum.
 :func:`_argmax_entropy_update`
@@ -39,10 +40,13 @@ import numpy as np
 from . import jit
 from .channelwise import _argmax_rows
 from .f16 import _bits_to_float32
+from .kinds import ONE_BITS
 from .logf import _float32_bits, _log_f32, _plogp
 from .raw import _prefetch
 from .spaces import _load16, log_variant
 
+#: the bit patterns of 1.0 (float16, float32): no larger pattern is a probability
+_ONE16, _ONE32 = ONE_BITS[16], ONE_BITS[32]
 #: voxels per block of :func:`_argmax_entropy_update`'s zero test
 _BLOCK = 512
 #: :func:`_add_box_uncertainty` prefetches the rows it will update this many rows ahead
@@ -82,6 +86,7 @@ def _add_box_uncertainty(k0, k1, t, plane, lin, ment, z0, y0, x0, member, w, ome
     live = np.empty(ny, np.int64)  # rows of the slice with uncertainty terms to add
     ent_row = np.empty(ny, np.bool_)  # ... and whether p ln p is not 0 everywhere on the row
     one = np.float32(1.0)
+    one_bits = np.uint32(_ONE16 if member.itemsize == 2 else _ONE32)  # the pattern of 1.0
     for z in range(k0, k1):
         # pass 1, every row: the add and the range check, which stream; a row of zeros (most rows of an
         # organ's class, away from it) has no other term for c > 0 (0 ln 0 = 0, and 0 never beats the
@@ -118,15 +123,18 @@ def _add_box_uncertainty(k0, k1, t, plane, lin, ment, z0, y0, x0, member, w, ome
                 ent = ment[z0 + z, y0 + y, x0:x0 + nx]
                 for x in range(nx):
                     ent[x] += omega * _plogp(_bits_to_float32(src[x]))
+            # the running maximum on the bits, where a negative value (-0.0, a rounding the range check
+            # accepts) has the largest pattern of all: it counts as +0 (no pattern above 1.0 is a probability)
             if c == 0:
                 for x in range(nx):
-                    b[x] = src[x]
+                    e = src[x]
+                    b[x] = e if e <= one_bits else 0
                     a[x] = c
             else:
                 for x in range(nx):
                     e = src[x]
-                    gt = e > b[x]
-                    b[x] = max(e, b[x])
+                    gt = (e > b[x]) & (e <= one_bits)  # &: no branch, the loop stays vectorised
+                    b[x] = e if gt else b[x]
                     a[x] = c if gt else a[x]  # c has the argmax's dtype: a select of bytes
             if has_lin:
                 lsrc = lin[z0 + z, y0 + y, x0:x0 + nx]

@@ -25,8 +25,8 @@ Where the time went (5 float16 members, 14 classes; ``benchmarks/bench_uncertain
       numba widens ``uint32 + uint32`` to 64 bits unless wrapped in ``np.uint32``, which had halved the
       vector width), not a 65536-entry table (gathers) nor the degree-8 ``_log_f32``;
     * a float16 member's argmax as the running maximum of ``bits(float32(p)) | (KEY_MASK - c)`` (its low 13
-      bits are 0; for non-negative values the bit order is the value order, and the lower class wins
-      ties): one integer ``max`` per value instead of a compare and two selects on two rows;
+      bits are 0; for non-negative values the bit order is the value order, a negative value counts as
+      0, and the lower class wins ties): one integer ``max`` per value instead of a compare and two selects on two rows;
     * counts: per member, a byte key per voxel (its argmax, ``+ C`` where it agrees with the fused label)
       counted by one vectorised compare-and-add pass per key (:func:`_count_keys`), not a scattered
       ``volumes[m, a] += 1`` per voxel (which waits on the previous increment of the same class);
@@ -272,7 +272,8 @@ def _uncertainty_chunks(k0, k1, t, addrs, kinds, cstrides, weights, omega, n_vox
                             u += w * p
                             rs[i] = u
                             es[i] = _fma(om, _plogp(p), es[i])
-                            ks[i] = max(ks[i], np.uint32(_float32_bits(p) | tag))
+                            # a negative value (-0.0, rounding) as 0: its bits, unsigned, would beat all
+                            ks[i] = max(ks[i], np.uint32(_float32_bits(p if p > zero else zero) | tag))
                             y16 = max(y16, b)
                     maxbits[t, m] = max(maxbits[t, m], np.uint64(y16))
                     if log:  # in a loop of its own (table loads): the one above vectorises

@@ -46,7 +46,7 @@ def _entropy_argmax_row(bits, n, c, h, best, a):
     argmax ``a`` (strict ``>``: the lower class keeps a tie)."""
     for i in range(n):
         p = _bits_to_float32(bits[i])
-        h[i] -= _plogp(max(p, np.float32(0.0)))
+        h[i] -= _plogp(p)
         gt = p > best[i]
         best[i] = p if gt else best[i]
         a[i] = c if gt else a[i]
@@ -77,19 +77,19 @@ def _mean_entropy(k0, k1, t, sums_addr, sums_kind, scale, n_voxels, chunk, out):
                 for i in range(n):
                     x = np.float32(c8[i]) * sc
                     tot[i] += x
-                    plp[i] += _plogp(max(x, zero))
+                    plp[i] += _plogp(x)
             elif sums_kind == 1:
                 c16 = _view(sums_addr + 2 * j, n, np.uint16)
                 for i in range(n):
                     x = np.float32(c16[i]) * sc
                     tot[i] += x
-                    plp[i] += _plogp(max(x, zero))
+                    plp[i] += _plogp(x)
             else:
                 c32 = _view(sums_addr + 4 * j, n, np.float32)
                 for i in range(n):
                     x = c32[i] * sc
                     tot[i] += x
-                    plp[i] += _plogp(max(x, zero))
+                    plp[i] += _plogp(x)
         o = out[s0:s0 + n]
         for i in range(n):
             x = tot[i]
