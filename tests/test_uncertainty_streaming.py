@@ -197,3 +197,22 @@ def test_vote_wide_counts(rng, weights):
         acc.add(lab, weight=w)
     assert acc._counts.dtype == (np.uint16 if float(weights[0]).is_integer() else np.float32)
     assert_twin(acc.uncertainty(), maps_in, acc.labels(), weights, 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_negative_zero_and_tiny_negatives_are_below_every_probability(rng, dtype):
+    """-0.0 and the negatives the range check accepts count as 0 in the accumulator's member argmax and
+    entropy, as in the twin."""
+    n_classes, shape = 4, (3, 5, 7)
+    members = []
+    for _ in range(3):
+        p = probabilities(rng, n_classes, shape, np.float64, concentration=2.0)
+        small = p[1] < 0.2
+        p[0] += np.where(small, p[1], 0.0)  # the class sums stay 1
+        p[1] = np.where(small & (rng.random(shape) < 0.5), -0.0, np.where(small, -rng.random(shape) * 1e-4, p[1]))
+        members.append(p.astype(dtype))
+    assert any(np.signbit(m[1]).any() for m in members)
+    acc = ProbabilityAccumulator(n_classes, shape, uncertainty=True)
+    for member in members:
+        acc.add(member)
+    assert_twin(acc.uncertainty(), members, acc.labels(), None, n_classes)
